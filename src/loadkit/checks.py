@@ -1,0 +1,78 @@
+"""Per-response checks: a reply only counts as a success when its status *and* body are right.
+
+These run inside ``catch_response`` blocks. They mark the response themselves (``success()`` or
+``failure(reason)``) so that a 200 with a wrong body is a failure and an expected non-2xx status
+is a success. Reasons are short and never quote request headers (the API key lives there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol
+
+_BODY_EXCERPT_CHARS = 120
+
+
+class CheckedResponse(Protocol):
+    """What Locust's ``ResponseContextManager`` (both HTTP clients) offers to a check."""
+
+    status_code: int
+    text: str | None
+
+    def success(self) -> None: ...
+
+    def failure(self, exc: Any) -> None: ...
+
+
+def expect_json(
+    response: CheckedResponse,
+    status: int | Collection[int],
+    *,
+    required: Collection[str] = (),
+    equals: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Accept the response if its status is expected and its JSON object has the given fields.
+
+    Returns the parsed body on success and ``None`` (response marked failed) otherwise.
+    """
+    allowed = (status,) if isinstance(status, int) else tuple(status)
+    if response.status_code not in allowed:
+        response.failure(_status_reason(response, allowed))
+        return None
+    try:
+        body = json.loads(response.text or "")
+    except ValueError:
+        response.failure(f"HTTP {response.status_code}: body is not JSON: {_excerpt(response)}")
+        return None
+    if not isinstance(body, dict):
+        response.failure(
+            f"HTTP {response.status_code}: expected a JSON object, got {_excerpt(response)}"
+        )
+        return None
+    missing = [name for name in required if name not in body]
+    if missing:
+        response.failure(f"HTTP {response.status_code}: missing field(s) {', '.join(missing)}")
+        return None
+    for name, expected in (equals or {}).items():
+        if body.get(name) != expected:
+            response.failure(
+                f"HTTP {response.status_code}: {name}={body.get(name)!r}, expected {expected!r}"
+            )
+            return None
+    response.success()
+    return body
+
+
+def _status_reason(response: CheckedResponse, allowed: tuple[int, ...]) -> str:
+    expected = "/".join(str(code) for code in allowed)
+    if response.status_code == 0:
+        return f"no response (connection failed), expected HTTP {expected}"
+    return f"HTTP {response.status_code} (expected {expected}): {_excerpt(response)}"
+
+
+def _excerpt(response: CheckedResponse) -> str:
+    text = (response.text or "").strip().replace("\n", " ")
+    if len(text) > _BODY_EXCERPT_CHARS:
+        text = text[:_BODY_EXCERPT_CHARS] + "…"
+    return text or "<empty body>"

@@ -1,0 +1,39 @@
+"""The platform's HTTP contract in one place: paths, and the request names the stats use.
+
+Both the reference platform (which routes on these paths) and the scenarios (which call them)
+import from here, so a path changes in one line. Request names are path templates with the
+variable part in brackets, so Locust keeps one stats row per endpoint rather than one per id.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+HEALTH: Final = "/health"
+CALLS: Final = "/api/calls"
+CALL_RETRY: Final = "/api/calls/{call_id}/retry"
+CONTACTS_IMPORT: Final = "/api/contacts/import"
+IMPORT_STATUS: Final = "/api/imports/{job_id}"
+ANALYTICS_DASHBOARD: Final = "/api/analytics/dashboard"
+QUEUE_STATS: Final = "/api/queue/stats"
+#: Not part of the platform's API: the reference platform's own request counters, for tests.
+PLATFORM_COUNTERS: Final = "/_loadkit/counters"
+
+API_PREFIX: Final = "/api/"
+
+
+def stats_name(template: str) -> str:
+    """The grouped stats name of a template: ``/api/calls/{call_id}/retry`` -> ``/api/calls/[id]/retry``.
+
+    One stats row per endpoint, never one per id.
+    """
+    out: list[str] = []
+    for part in template.split("/"):
+        out.append("[id]" if part.startswith("{") and part.endswith("}") else part)
+    return "/".join(out)
+
+
+#: Request type of the kit's own timing entries (not HTTP requests): kept out of HTTP totals.
+JOB_REQUEST_TYPE: Final = "JOB"
+#: Stats name of the bulk import's upload-to-completed processing time.
+IMPORT_PROCESSING_NAME: Final = "bulk import: upload to completed"

@@ -1,0 +1,44 @@
+"""What a run measured, per endpoint, in the kit's own terms (independent of Locust's classes).
+
+The verdict is computed from these values, so they are plain data that tests can construct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EndpointMetrics:
+    """One stats row: an endpoint (method + grouped name) or the HTTP total.
+
+    ``method`` is the HTTP method, or ``"JOB"`` for the kit's own timing entries (for example the
+    bulk import's upload-to-completed time). The HTTP total has ``method == ""`` and
+    ``name == "Aggregated"`` and excludes JOB entries.
+    Latencies are in milliseconds; ``rps`` is requests per second over ``window_s`` seconds (the
+    steady window of the profile, or the whole run when the profile has no steady part).
+    """
+
+    method: str
+    name: str
+    count: int
+    failures: int
+    min_ms: float
+    max_ms: float
+    avg_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    rps: float
+    window_s: float
+
+    @property
+    def error_rate(self) -> float:
+        """Failures as a fraction of requests (0.0 with no requests)."""
+        return self.failures / self.count if self.count else 0.0
+
+    @property
+    def key(self) -> str:
+        """``"POST /api/calls"``: how baselines and reports name the row."""
+        return f"{self.method} {self.name}".strip()

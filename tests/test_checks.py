@@ -1,0 +1,59 @@
+"""Response checks decide success from status *and* body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loadkit.checks import expect_json
+
+
+@dataclass
+class Reply:
+    """The part of Locust's ResponseContextManager a check uses."""
+
+    status_code: int
+    text: str | None
+    outcome: str | None = None
+
+    def success(self) -> None:
+        self.outcome = "success"
+
+    def failure(self, exc: object) -> None:
+        self.outcome = f"failure: {exc}"
+
+
+def test_right_status_and_body_is_a_success() -> None:
+    reply = Reply(201, '{"id": "c1", "status": "scheduled"}')
+    body = expect_json(reply, 201, required=("id",), equals={"status": "scheduled"})
+    assert body == {"id": "c1", "status": "scheduled"}
+    assert reply.outcome == "success"
+
+
+def test_expected_non_2xx_is_a_success() -> None:
+    reply = Reply(409, '{"detail": "call already completed"}')
+    assert expect_json(reply, (202, 409)) is not None
+    assert reply.outcome == "success"
+
+
+def test_200_with_wrong_body_is_a_failure() -> None:
+    cases = [
+        (Reply(200, "<html>oops</html>"), "body is not JSON: <html>oops</html>"),
+        (Reply(200, "[1, 2]"), "expected a JSON object"),
+        (Reply(200, '{"status": "down"}'), "status='down', expected 'ok'"),
+        (Reply(200, "{}"), "missing field(s) status"),
+    ]
+    for reply, reason in cases:
+        assert expect_json(reply, 200, required=("status",), equals={"status": "ok"}) is None
+        assert reply.outcome is not None and reason in reply.outcome
+
+
+def test_unexpected_status_and_connection_error() -> None:
+    reply = Reply(503, '{"detail": "injected fault"}')
+    expect_json(reply, 200)
+    assert reply.outcome == 'failure: HTTP 503 (expected 200): {"detail": "injected fault"}'
+    reply = Reply(0, None)
+    expect_json(reply, 200)
+    assert reply.outcome == "failure: no response (connection failed), expected HTTP 200"
+    long_reply = Reply(500, "x" * 500)
+    expect_json(long_reply, 200)
+    assert long_reply.outcome is not None and len(long_reply.outcome) < 200

@@ -1,0 +1,88 @@
+"""Settings: names, precedence, one-line errors, and the key never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadkit.settings import AuthScheme, SettingsError, is_loopback_host, load_settings
+
+KIT_VARS = ("API_URL", "API_KEY", "LOADKIT_REQUEST_TIMEOUT_S", "LOADKIT_AUTH_SCHEME")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    for name in KIT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_guide_names_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_URL", "http://localhost:3000/")
+    monkeypatch.setenv("API_KEY", "k-123")
+    monkeypatch.setenv("LOADKIT_REQUEST_TIMEOUT_S", "2.5")
+    settings = load_settings()
+    assert settings.api_url == "http://localhost:3000"
+    assert settings.api_key_value == "k-123"
+    assert settings.request_timeout_s == 2.5
+
+
+def test_precedence_cli_over_env_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    (tmp_path / ".env").write_text("API_URL=http://from-dotenv:1\nLOADKIT_REQUEST_TIMEOUT_S=7\n")
+    assert load_settings().api_url == "http://from-dotenv:1"
+    monkeypatch.setenv("API_URL", "http://from-env:2")
+    settings = load_settings()
+    assert settings.api_url == "http://from-env:2"
+    assert settings.request_timeout_s == 7
+    assert load_settings(api_url="http://from-cli:3").api_url == "http://from-cli:3"
+    assert load_settings(api_url=None).api_url == "http://from-env:2"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("API_URL", "localhost:3000", "invalid setting API_URL='localhost:3000': must start with"),
+        ("API_URL", "http://", "invalid setting API_URL='http://': has no host"),
+        ("API_URL", "http://h:99999", "has an invalid port"),
+        ("LOADKIT_REQUEST_TIMEOUT_S", "fast", "invalid setting LOADKIT_REQUEST_TIMEOUT_S='fast'"),
+        ("LOADKIT_REQUEST_TIMEOUT_S", "-1", "greater than 0"),
+        ("LOADKIT_AUTH_SCHEME", "basic", "invalid setting LOADKIT_AUTH_SCHEME='basic'"),
+    ],
+)
+def test_bad_values_are_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "super-secret-value")
+    settings = load_settings()
+    assert "super-secret-value" not in repr(settings)
+    assert "super-secret-value" not in str(settings.model_dump())
+    monkeypatch.setenv("API_KEY", "   ")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == "invalid setting API_KEY: is empty"
+
+
+def test_auth_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "k")
+    assert load_settings().auth_headers() == {"X-API-Key": "k"}
+    bearer = load_settings(auth_scheme=AuthScheme.BEARER)
+    assert bearer.auth_headers() == {"Authorization": "Bearer k"}
+    monkeypatch.delenv("API_KEY")
+    assert load_settings().auth_headers() == {}
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.3.2.1", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("10.0.0.1", False), ("example.com", False), ("0.0.0.0", False)],
+)  # fmt: skip
+def test_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback

@@ -23,7 +23,7 @@ API_PREFIX: Final = "/api/"
 
 
 def stats_name(template: str) -> str:
-    """The grouped stats name of a template: ``/api/calls/{call_id}/retry`` -> ``/api/calls/[id]/retry``.
+    """The grouped stats name: ``/api/calls/{call_id}/retry`` -> ``/api/calls/[id]/retry``.
 
     One stats row per endpoint, never one per id.
     """

@@ -1,0 +1,16 @@
+"""Smoke profile: 1 user for 30 s (k6 ``--vus 1 --duration 30s``).
+
+A clean run proves the scenario works end to end (every request it makes succeeds) before
+anyone spends minutes on a bigger profile. It proves nothing about capacity.
+
+    locust -f locustfiles/health.py,shapes/smoke.py --headless
+"""
+
+from loadkit.profiles import PROFILES
+from loadkit.staged_shape import StagedShape
+
+
+class SmokeShape(StagedShape):
+    """1 user from the first second, for 30 s."""
+
+    stages = PROFILES["smoke"]

@@ -1,0 +1,17 @@
+"""Spike profile: 1 -> 100 -> 1 users in 90 s (k6 ``--stage 30s:1 --stage 30s:100 --stage 30s:1``).
+
+Proves the system survives a sudden burst (errors stay bounded at 100 users) and recovers:
+P95 latency comes back to its pre-spike level once the load drops. The first stage ramps
+0 -> 1 user, as k6 does with these stages.
+
+    locust -f locustfiles/health.py,shapes/spike.py --headless
+"""
+
+from loadkit.profiles import PROFILES
+from loadkit.staged_shape import StagedShape
+
+
+class SpikeShape(StagedShape):
+    """Ramp to 1 user over 30 s, to 100 over the next 30 s, back to 1 over the last 30 s."""
+
+    stages = PROFILES["spike"]

@@ -1,0 +1,161 @@
+"""The ``loadkit`` command: a thin layer that parses, validates and delegates.
+
+Exit codes: 0 the run passed, 1 it failed (a baseline, a check, an abort), 2 the input was bad
+and nothing was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadkit import __version__
+from loadkit.baselines import BaselineError, default_baseline_path, load_baseline
+from loadkit.profiles import ProfileError, resolve_profile
+from loadkit.runner import (
+    MissingKeyError,
+    RunPlan,
+    child_env,
+    locust_command,
+    new_results_dir,
+    run_locust,
+    target,
+)
+from loadkit.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
+from loadkit.settings import SettingsError, load_settings
+
+EXIT_INVALID = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+def say(message: str) -> None:
+    print(f"loadkit: {message}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadkit", description="Load tests for the AI calling platform's HTTP API."
+    )
+    parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run one scenario headless and give a verdict",
+        description="Run a scenario headless. Arguments after `--` go to Locust unchanged.",
+    )
+    run.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}")
+    run.add_argument("--profile", help="smoke, average, stress, spike or soak")
+    run.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        metavar="DURATION:USERS",
+        help="k6-style stage, repeatable (e.g. --stage 30s:10 --stage 1m:50)",
+    )
+    run.add_argument("--time-scale", type=float, help="multiply every stage duration")
+    run.add_argument("--user-scale", type=float, help="multiply every stage's user count")
+    run.add_argument("-u", "--users", type=int, help="concurrent users (without a profile)")
+    run.add_argument("-r", "--spawn-rate", type=float, help="users started per second")
+    run.add_argument("-t", "--run-time", help="stop after this long (e.g. 30s, 5m)")
+    verdict = run.add_mutually_exclusive_group()
+    verdict.add_argument(
+        "--baseline", type=Path, help="baseline file (default: baselines/SCENARIO.toml)"
+    )
+    verdict.add_argument("--no-baseline", action="store_true", help="run without a verdict")
+    run.add_argument("--api-url", help="platform base URL (overrides API_URL)")
+    run.add_argument(
+        "--results", type=Path, help="parent folder of the run's results (default: results/)"
+    )
+
+    target_cmd = commands.add_parser(
+        "target",
+        help="serve the reference platform",
+        description="Serve the reference platform on loopback (see docs/api.md).",
+        add_help=False,
+    )
+    target_cmd.add_argument("platform_args", nargs=argparse.REMAINDER)
+
+    commands.add_parser("scenarios", help="list the scenarios")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    locust_extra: list[str] = []
+    if "--" in args_list:
+        split = args_list.index("--")
+        args_list, locust_extra = args_list[:split], args_list[split + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "target":
+        from loadkit.platform.server import main as platform_main
+
+        return platform_main(args.platform_args)
+    if args.command == "scenarios":
+        for scenario in SCENARIOS.values():
+            print(f"{scenario.name:<12} {scenario.users:>4} users  {scenario.purpose}")
+        return 0
+    try:
+        return _run(args, locust_extra)
+    except (
+        UsageError,
+        SettingsError,
+        UnknownScenarioError,
+        MissingKeyError,
+        ProfileError,
+        BaselineError,
+    ) as exc:
+        say(str(exc))
+        return EXIT_INVALID
+
+
+def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
+    scenario = get_scenario(args.scenario)
+    settings = load_settings(api_url=args.api_url, results_dir=args.results)
+    if (args.profile or args.stage) and args.users is not None:
+        raise UsageError("--users cannot be combined with a profile or --stage (use --user-scale)")
+    if args.profile or args.stage or args.time_scale or args.user_scale:
+        resolve_profile(
+            args.profile,
+            args.stage,
+            time_scale=args.time_scale or 1.0,
+            user_scale=args.user_scale or 1.0,
+        )
+    if not args.no_baseline:
+        load_baseline(args.baseline or default_baseline_path(scenario.name), scenario.name)
+    plan = RunPlan(
+        scenario=scenario,
+        profile=args.profile,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        run_time=args.run_time,
+        results_root=settings.results_dir,
+        locust_args=[*_verdict_args(args), *locust_extra],
+        stage_specs=args.stage,
+        time_scale=args.time_scale,
+        user_scale=args.user_scale,
+    )
+    with target(settings, say) as (url, key):
+        run_dir = new_results_dir(plan.results_root, scenario.name, plan.profile)
+        say(f"results: {run_dir}")
+        code = run_locust(
+            locust_command(plan, url, run_dir), child_env(url, key, run_dir, scenario.name)
+        )
+    say(f"results: {run_dir} (exit code {code})")
+    return code
+
+
+def _verdict_args(args: argparse.Namespace) -> list[str]:
+    if args.no_baseline:
+        return ["--no-baseline"]
+    return ["--baseline", str(args.baseline)] if args.baseline else []
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

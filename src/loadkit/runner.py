@@ -1,0 +1,140 @@
+"""``loadkit run``: validate everything, aim at a platform, run Locust headless, keep the results.
+
+Locust runs as a child process with the same locustfile a user would pass to ``locust -f``; the
+kit's plugin inside it computes the verdict and sets the exit code. This module only prepares the
+command line and the environment, and owns the embedded platform's lifetime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+from loadkit.scenarios import Scenario, shapes_dir
+from loadkit.settings import Settings
+from loadkit.verdict_hook import RUN_DIR_ENV, SCENARIO_ENV
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything ``loadkit run`` decided before starting Locust."""
+
+    scenario: Scenario
+    profile: str | None
+    users: int | None
+    spawn_rate: float | None
+    run_time: str | None
+    results_root: Path
+    locust_args: Sequence[str] = field(default_factory=tuple)
+    stage_specs: Sequence[str] = field(default_factory=tuple)
+    time_scale: float | None = None
+    user_scale: float | None = None
+
+    def locustfile_arg(self) -> str:
+        files = [str(self.scenario.locustfile)]
+        if self.profile or self.stage_specs:
+            files.append(str(shapes_dir() / f"{self.profile or 'custom'}.py"))
+        return ",".join(files)
+
+
+def new_results_dir(root: Path, scenario: str, profile: str | None) -> Path:
+    """``results/<scenario>-<profile>-<timestamp>``: one folder per run, never overwritten."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = root / f"{scenario}-{profile or 'default'}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def locust_command(plan: RunPlan, host: str, run_dir: Path) -> list[str]:
+    """The ``locust`` command line of a headless run (nothing secret on it)."""
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        plan.locustfile_arg(),
+        "--headless",
+        "--host",
+        host,
+        "--csv",
+        str(run_dir / "stats"),
+        "--csv-full-history",
+        "--html",
+        str(run_dir / "report.html"),
+        "--logfile",
+        str(run_dir / "locust.log"),
+    ]
+    if not plan.profile and not plan.stage_specs:
+        users = plan.users if plan.users is not None else plan.scenario.users
+        spawn_rate = plan.spawn_rate if plan.spawn_rate is not None else max(1.0, users / 2)
+        command += ["--users", str(users), "--spawn-rate", f"{spawn_rate:g}"]
+    if plan.run_time:
+        command += ["--run-time", plan.run_time]
+    for spec in plan.stage_specs:
+        command += ["--stage", spec]
+    if plan.time_scale is not None:
+        command += ["--time-scale", f"{plan.time_scale:g}"]
+    if plan.user_scale is not None:
+        command += ["--user-scale", f"{plan.user_scale:g}"]
+    command += list(plan.locust_args)
+    return command
+
+
+@contextlib.contextmanager
+def target(settings: Settings, announce: callable) -> Iterator[tuple[str, str]]:  # type: ignore[valid-type]
+    """Yield ``(url, api_key)``: the configured platform, or an embedded one for the run."""
+    if settings.api_url:
+        key = settings.api_key_value
+        if key is None:
+            raise MissingKeyError(f"API_KEY is not set (needed to call {settings.api_url})")
+        yield settings.api_url, key
+        return
+    from loadkit.platform.launcher import start_platform
+
+    key = settings.api_key_value or secrets.token_urlsafe(24)
+    with start_platform(api_key=key) as platform:
+        announce(f"no API_URL given: started the embedded reference platform at {platform.url}")
+        yield platform.url, key
+
+
+class MissingKeyError(ValueError):
+    pass
+
+
+def run_locust(command: list[str], env: dict[str, str]) -> int:
+    """Run Locust to its end; SIGTERM/SIGINT to us are passed on so it can write its results."""
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def child_env(url: str, key: str, run_dir: Path, scenario: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"API_URL": url, "API_KEY": key, RUN_DIR_ENV: str(run_dir), SCENARIO_ENV: scenario})
+    return env

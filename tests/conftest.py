@@ -1,0 +1,84 @@
+"""Shared fixtures: a real reference platform on loopback, and running the kit as a user would."""
+
+from __future__ import annotations
+
+# Locust patches the standard library when it is imported; tests import it after ssl/requests
+# (through the platform launcher), so patch first, as Locust's own entry point does.
+from gevent import monkey
+
+monkey.patch_all()
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadkit.platform.launcher import RunningPlatform, start_platform
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Distinctive, so a leak into any output or file is found by a plain substring search.
+TEST_API_KEY = "lk-test-key-7f3a9c2e51d84b06"
+#: Environment variables of the developer's shell that would change what a test runs against.
+_KIT_VARS = ("API_URL", "API_KEY", "LOADKIT_RUN_DIR", "LOADKIT_SCENARIO", "LOADKIT_BASELINE")
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    output: str
+    run_dir: Path | None
+
+    def verdict(self) -> dict[str, Any]:
+        assert self.run_dir is not None, self.output
+        return json.loads((self.run_dir / "verdict.json").read_text())
+
+
+def kit_env(
+    api_url: str | None, api_key: str | None = TEST_API_KEY, **extra: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _KIT_VARS}
+    if api_url is not None:
+        env["API_URL"] = api_url
+    if api_key is not None:
+        env["API_KEY"] = api_key
+    env.update(extra)
+    return env
+
+
+def run_kit(
+    args: Sequence[str], env: dict[str, str], results: Path, timeout_s: float = 90
+) -> RunResult:
+    """``loadkit run ...`` in a subprocess, bounded in time; finds the run's results folder."""
+    args = list(args)
+    split = args.index("--") if "--" in args else len(args)
+    args[split:split] = ["--results", str(results)]
+    command = [sys.executable, "-m", "loadkit.cli", "run", *args]
+    done = subprocess.run(
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+    )
+    runs = sorted(results.glob("*/")) if results.exists() else []
+    return RunResult(done.returncode, done.stdout + done.stderr, runs[-1] if runs else None)
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[RunningPlatform]:
+    with start_platform(api_key=TEST_API_KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_platform(platform: RunningPlatform) -> RunningPlatform:
+    platform.reset_counters()
+    return platform

@@ -7,8 +7,10 @@ and nothing was sent.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from loadkit import __version__
@@ -22,9 +24,18 @@ from loadkit.runner import (
     new_results_dir,
     run_locust,
     target,
+    worker_commands,
 )
 from loadkit.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
 from loadkit.settings import SettingsError, load_settings
+from loadkit.topology import (
+    DEFAULT_MASTER_PORT,
+    LOCAL_MASTER_HOST,
+    Role,
+    Topology,
+    free_loopback_port,
+    run_processes,
+)
 
 EXIT_INVALID = 2
 
@@ -68,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline", type=Path, help="baseline file (default: baselines/SCENARIO.toml)"
     )
     verdict.add_argument("--no-baseline", action="store_true", help="run without a verdict")
+    cluster = run.add_argument_group("distributed (Locust master/worker)")
+    roles = cluster.add_mutually_exclusive_group()
+    roles.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="run a master and N local workers"
+    )
+    roles.add_argument("--master", action="store_true", help="run only the master of a cluster")
+    roles.add_argument("--worker", action="store_true", help="run only a worker of a cluster")
+    cluster.add_argument("--expect-workers", type=int, help="workers the master waits for")
+    cluster.add_argument(
+        "--master-host", default="127.0.0.1", help="where a worker finds its master"
+    )
+    cluster.add_argument("--master-port", type=int, help="master's port (default 5557)")
+    cluster.add_argument(
+        "--on-worker-loss", choices=("end", "continue"), help="what a lost worker does to the run"
+    )
     run.add_argument("--api-url", help="platform base URL (overrides API_URL)")
     run.add_argument(
         "--results", type=Path, help="parent folder of the run's results (default: results/)"
@@ -115,8 +141,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
 
 
+def _topology(args: argparse.Namespace) -> Topology:
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    if args.expect_workers is not None and args.expect_workers < 1:
+        raise UsageError(f"--expect-workers must be >= 1, got {args.expect_workers}")
+    if args.worker or args.master:
+        port = args.master_port or DEFAULT_MASTER_PORT
+        role: Role = "worker" if args.worker else "master"
+        return Topology(role, 0, args.master_host, port, args.expect_workers)
+    if args.workers:
+        port = args.master_port or free_loopback_port()
+        return Topology("master", args.workers, LOCAL_MASTER_HOST, port, args.workers)
+    return Topology()
+
+
+def _run_worker(plan: RunPlan) -> int:
+    """A cluster worker: no target, results or verdict of its own; the master has them."""
+    say(f"worker of {plan.topology.master_host}:{plan.topology.master_port}")
+    command = worker_commands(replace(plan, topology=replace(plan.topology, local_workers=1)))[0]
+    return run_processes(command, [], dict(os.environ))
+
+
 def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     scenario = get_scenario(args.scenario)
+    topology = _topology(args)
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     if (args.profile or args.stage) and args.users is not None:
         raise UsageError("--users cannot be combined with a profile or --stage (use --user-scale)")
@@ -136,19 +185,25 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
         spawn_rate=args.spawn_rate,
         run_time=args.run_time,
         results_root=settings.results_dir,
-        locust_args=[*_verdict_args(args), *locust_extra],
+        locust_args=[*_verdict_args(args), *_cluster_args(args), *locust_extra],
         stage_specs=args.stage,
         time_scale=args.time_scale,
         user_scale=args.user_scale,
+        topology=topology,
     )
+    if topology.role == "worker":
+        return _run_worker(plan)
     with target(settings, say) as (url, key):
         run_dir = new_results_dir(plan.results_root, scenario.name, plan.profile)
         say(f"results: {run_dir}")
-        code = run_locust(
-            locust_command(plan, url, run_dir), child_env(url, key, run_dir, scenario.name)
-        )
+        env = child_env(url, key, run_dir, scenario.name)
+        code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
     say(f"results: {run_dir} (exit code {code})")
     return code
+
+
+def _cluster_args(args: argparse.Namespace) -> list[str]:
+    return ["--on-worker-loss", args.on_worker_loss] if args.on_worker_loss else []
 
 
 def _verdict_args(args: argparse.Namespace) -> list[str]:

@@ -22,6 +22,7 @@ from loadkit.redact import install_secret_filter
 from loadkit.settings import Settings, SettingsError, load_settings
 from loadkit.staged_shape import add_profile_arguments
 from loadkit.verdict_hook import add_verdict_arguments
+from loadkit.worker_watch import add_worker_arguments
 
 logger = logging.getLogger("loadkit")
 
@@ -56,6 +57,7 @@ def settings_of(environment: Environment) -> Settings:
 def _add_arguments(parser: Any) -> None:
     add_profile_arguments(parser)
     add_verdict_arguments(parser)
+    add_worker_arguments(parser)
 
 
 @events.init.add_listener

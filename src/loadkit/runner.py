@@ -10,17 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 from loadkit.scenarios import Scenario, shapes_dir
 from loadkit.settings import Settings
+from loadkit.topology import Topology, run_processes
 from loadkit.verdict_hook import RUN_DIR_ENV, SCENARIO_ENV
 
 
@@ -38,6 +36,7 @@ class RunPlan:
     stage_specs: Sequence[str] = field(default_factory=tuple)
     time_scale: float | None = None
     user_scale: float | None = None
+    topology: Topology = field(default_factory=Topology)
 
     def locustfile_arg(self) -> str:
         files = [str(self.scenario.locustfile)]
@@ -89,6 +88,7 @@ def locust_command(plan: RunPlan, host: str, run_dir: Path) -> list[str]:
         command += ["--time-scale", f"{plan.time_scale:g}"]
     if plan.user_scale is not None:
         command += ["--user-scale", f"{plan.user_scale:g}"]
+    command += plan.topology.master_args()
     command += list(plan.locust_args)
     return command
 
@@ -114,24 +114,17 @@ class MissingKeyError(ValueError):
     pass
 
 
-def run_locust(command: list[str], env: dict[str, str]) -> int:
-    """Run Locust to its end; SIGTERM/SIGINT to us are passed on so it can write its results."""
-    child = subprocess.Popen(command, env=env)
+def worker_commands(plan: RunPlan) -> list[list[str]]:
+    """The commands of the local worker processes (they learn the host from the master)."""
+    base = [sys.executable, "-m", "locust", "-f", plan.locustfile_arg()]
+    return [base + plan.topology.worker_args() for _ in range(plan.topology.local_workers)]
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
-                forward(signal.SIGINT, None)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def run_locust(plan: RunPlan, command: list[str], env: dict[str, str], run_dir: Path) -> int:
+    """Run Locust (and its local workers) to the end; returns the exit code Locust chose."""
+    workers = worker_commands(plan)
+    logs = [run_dir / f"worker-{i}.log" for i in range(len(workers))]
+    return run_processes(command, workers, env, logs)
 
 
 def child_env(url: str, key: str, run_dir: Path, scenario: str) -> dict[str, str]:

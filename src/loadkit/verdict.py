@@ -110,6 +110,8 @@ class Verdict:
     interrupted: bool = False
     """Stopped by a person or a signal before the profile ended."""
     baseline_path: str | None = None
+    notes: tuple[str, ...] = ()
+    """Things a reader must know that no criterion judges (e.g. a worker lost mid-run)."""
 
     @property
     def failed(self) -> tuple[CriterionResult, ...]:
@@ -268,6 +270,7 @@ def evaluate(
     window_description: str | None = None,
     aborted: str | None = None,
     interrupted: bool = False,
+    notes: tuple[str, ...] = (),
 ) -> Verdict:
     """Judge a run of ``profile`` against ``baseline``.
 
@@ -290,6 +293,7 @@ def evaluate(
         aborted=aborted,
         interrupted=interrupted,
         baseline_path=baseline.path,
+        notes=notes,
     )
 
 

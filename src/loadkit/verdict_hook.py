@@ -33,6 +33,7 @@ from loadkit.scenarios import SCENARIOS
 from loadkit.staged_shape import StagedShape
 from loadkit.verdict import AbortWatch, Verdict, evaluate
 from loadkit.verdict_output import render_console, write_junit_xml, write_verdict_json
+from loadkit.worker_watch import install_worker_watch
 
 logger = logging.getLogger("loadkit.verdict")
 
@@ -89,6 +90,7 @@ class VerdictHook:
     started_at_s: float | None = None
     aborted: str | None = None
     interrupted: bool = False
+    lost_workers: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     printed: bool = False
     watchers: list[gevent.Greenlet] = field(default_factory=list)
@@ -100,6 +102,7 @@ class VerdictHook:
         self.spawned_at_s = None
         self.aborted = None
         self.interrupted = False
+        self.lost_workers = []
         self.verdict = None
         self.profile, stages = self._profile()
         self.window = main_steady_window(stages) if stages else None
@@ -110,6 +113,13 @@ class VerdictHook:
             watch = AbortWatch(self.baseline, self.profile)
             if watch.active:
                 self.watchers.append(gevent.spawn(self._watch_aborts, watch))
+
+    def on_worker_lost(self, worker_id: str) -> None:
+        self.lost_workers.append(worker_id)
+        options = self.environment.parsed_options
+        if getattr(options, "on_worker_loss", "end") == "end" and self.aborted is None:
+            self.aborted = f"lost worker {worker_id} (--on-worker-loss end)"
+            self.environment.runner.quit()
 
     def on_spawning_complete(self, **_: Any) -> None:
         if self.spawned_at_s is None and self.started_at_s is not None:
@@ -163,6 +173,7 @@ class VerdictHook:
             window_description=description,
             aborted=self.aborted,
             interrupted=interrupted and self.aborted is None,
+            notes=tuple(f"lost worker {worker} during the run" for worker in self.lost_workers),
         )
         self.verdict = verdict
         self.printed = False
@@ -238,6 +249,7 @@ def install(environment: Environment) -> VerdictHook | None:
     events.test_stop.add_listener(hook.on_test_stop)
     events.quitting.add_listener(hook.on_quitting)
     events.quit.add_listener(hook.on_quit)
+    install_worker_watch(environment, hook.on_worker_lost)
     environment.loadkit_verdict = hook  # type: ignore[attr-defined]
     return hook
 

@@ -79,6 +79,9 @@ def render_console(verdict: Verdict) -> str:
         lines.append("")
         lines.append("  reference figures (shown, not judged):")
         lines.extend(f"    · {_reference_text(ref)}" for ref in verdict.references)
+    if verdict.notes:
+        lines.append("")
+        lines.extend(f"  note: {note}" for note in verdict.notes)
     lines.append("")
     lines.append(verdict.summary)
     return "\n".join(lines) + "\n"
@@ -133,6 +136,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "references": [ref.model_dump(mode="json") for ref in verdict.references],
         "aborted": verdict.aborted,
         "interrupted": verdict.interrupted,
+        "notes": list(verdict.notes),
         "passed": verdict.passed,
         "exit_code": verdict.exit_code,
         "summary": verdict.summary,

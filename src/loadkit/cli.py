@@ -24,6 +24,7 @@ from loadkit.runner import (
     new_results_dir,
     run_locust,
     target,
+    ui_command,
     worker_commands,
 )
 from loadkit.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
@@ -107,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target_cmd.add_argument("platform_args", nargs=argparse.REMAINDER)
 
+    ui = commands.add_parser(
+        "ui",
+        help="open Locust's web UI for a scenario, every profile selectable",
+        description="Locust's web UI on 127.0.0.1 with the class picker: choose a profile, "
+        "start, stop, restart. Each stopped test is judged (Baseline tab, verdict.json).",
+    )
+    ui.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}")
+    ui.add_argument("--web-port", type=int, default=8089, help="web UI port (default 8089)")
+    ui.add_argument("--api-url", help="platform base URL (overrides API_URL)")
+    ui.add_argument("--results", type=Path, help="parent folder of the verdicts")
+
     commands.add_parser("scenarios", help="list the scenarios")
     return parser
 
@@ -128,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{scenario.name:<12} {scenario.users:>4} users  {scenario.purpose}")
         return 0
     try:
+        if args.command == "ui":
+            return _ui(args, locust_extra)
         return _run(args, locust_extra)
     except (
         UsageError,
@@ -139,6 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         say(str(exc))
         return EXIT_INVALID
+
+
+def _ui(args: argparse.Namespace, locust_extra: list[str]) -> int:
+    scenario = get_scenario(args.scenario)
+    settings = load_settings(api_url=args.api_url, results_dir=args.results)
+    load_baseline(default_baseline_path(scenario.name), scenario.name)
+    with target(settings, say) as (url, key):
+        run_dir = new_results_dir(settings.results_dir, scenario.name, "ui")
+        say(f"web UI: http://127.0.0.1:{args.web_port} (verdicts in {run_dir})")
+        command = ui_command(scenario, url, run_dir, args.web_port, locust_extra)
+        return run_processes(command, [], child_env(url, key, run_dir, scenario.name))
 
 
 def _topology(args: argparse.Namespace) -> Topology:

@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from loadkit.profiles import PROFILES
 from loadkit.scenarios import Scenario, shapes_dir
 from loadkit.settings import Settings
 from loadkit.topology import Topology, run_processes
 from loadkit.verdict_hook import RUN_DIR_ENV, SCENARIO_ENV
+
+#: The shape files in shapes/, one per profile (custom takes its stages from --stage).
+PROFILE_FILES = (*PROFILES, "custom")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,23 @@ def target(settings: Settings, announce: callable) -> Iterator[tuple[str, str]]:
 
 class MissingKeyError(ValueError):
     pass
+
+
+def ui_command(
+    scenario: Scenario, host: str, run_dir: Path, web_port: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """Locust's web UI with every profile loaded and the class picker on, bound to loopback."""
+    shapes = [str(shapes_dir() / f"{name}.py") for name in PROFILE_FILES]
+    return [
+        sys.executable, "-m", "locust",
+        "-f", ",".join([str(scenario.locustfile), *shapes]),
+        "--class-picker",
+        "--web-host", "127.0.0.1",
+        "--web-port", str(web_port),
+        "--host", host,
+        "--results-dir", str(run_dir),
+        *extra,
+    ]  # fmt: skip
 
 
 def worker_commands(plan: RunPlan) -> list[list[str]]:

@@ -33,6 +33,7 @@ from loadkit.scenarios import SCENARIOS
 from loadkit.staged_shape import StagedShape
 from loadkit.verdict import AbortWatch, Verdict, evaluate
 from loadkit.verdict_output import render_console, write_junit_xml, write_verdict_json
+from loadkit.web_tab import register_baseline_tab
 from loadkit.worker_watch import install_worker_watch
 
 logger = logging.getLogger("loadkit.verdict")
@@ -164,8 +165,26 @@ class VerdictHook:
         ):
             missing = ", ".join(sorted(self.recorder.pending_sources()))
             logger.warning("loadkit: no final report from worker(s) %s; judging without", missing)
+        verdict = self._evaluate(interrupted)
+        self.verdict = verdict
+        self.printed = False
+        if self.results_dir:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            write_verdict_json(verdict, self.results_dir / "verdict.json")
+            write_junit_xml(verdict, self.results_dir / "junit.xml")
+            (self.results_dir / "summary.txt").write_text(render_console(verdict))
+        return verdict
+
+    def current_verdict(self) -> Verdict | None:
+        """The final verdict of the last test, or a live one while a test runs (web UI)."""
+        if self.verdict is not None or self.baseline is None or self.started_at_s is None:
+            return self.verdict
+        return self._evaluate(interrupted=False)
+
+    def _evaluate(self, interrupted: bool) -> Verdict:
+        assert self.baseline is not None
         window, description = self._measured_window()
-        verdict = evaluate(
+        return evaluate(
             self.recorder.snapshot(window),
             self.baseline,
             profile=self.profile,
@@ -175,14 +194,6 @@ class VerdictHook:
             interrupted=interrupted and self.aborted is None,
             notes=tuple(f"lost worker {worker} during the run" for worker in self.lost_workers),
         )
-        self.verdict = verdict
-        self.printed = False
-        if self.results_dir:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-            write_verdict_json(verdict, self.results_dir / "verdict.json")
-            write_junit_xml(verdict, self.results_dir / "junit.xml")
-            (self.results_dir / "summary.txt").write_text(render_console(verdict) + "\n")
-        return verdict
 
     def _measured_window(self) -> tuple[tuple[float, float] | None, str]:
         """The profile's plateau, else the time after spawning completed, else the whole run."""
@@ -250,6 +261,7 @@ def install(environment: Environment) -> VerdictHook | None:
     events.quitting.add_listener(hook.on_quitting)
     events.quit.add_listener(hook.on_quit)
     install_worker_watch(environment, hook.on_worker_lost)
+    register_baseline_tab(environment, hook.current_verdict)
     environment.loadkit_verdict = hook  # type: ignore[attr-defined]
     return hook
 

@@ -1,4 +1,4 @@
-"""The web UI: every profile selectable, start/stop/restart, a live Baseline tab, a verdict per test."""
+"""The web UI: every profile selectable, start, stop, restart, a live Baseline tab, verdicts."""
 
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ def test_profiles_in_the_class_picker_start_stop_restart_and_a_verdict_each_time
         assert "loadkit-baseline" in index
 
         # 1. The smoke profile, scaled to 3 s, runs to its end by itself.
-        form = {"user_count": 1, "spawn_rate": 1, "host": fresh_platform.url,
-                "shape_class": "SmokeShape", "user_classes": "HealthUser", "time_scale": "0.1"}  # fmt: skip
+        form = {
+            "user_count": 1, "spawn_rate": 1, "host": fresh_platform.url,
+            "shape_class": "SmokeShape", "user_classes": "HealthUser", "time_scale": "0.1",
+        }  # fmt: skip
         assert requests.post(base + "/swarm", data=form, timeout=5).json()["success"]
         live = wait_for(
             lambda: next(

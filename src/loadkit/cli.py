@@ -14,7 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from loadkit import __version__
+from loadkit.arrival_schedule import ArrivalPlan, parse_rate
 from loadkit.baselines import BaselineError, default_baseline_path, load_baseline
+from loadkit.profile_summary import profile_summary, write_profile_report
 from loadkit.profiles import ProfileError, resolve_profile
 from loadkit.runner import (
     MissingKeyError,
@@ -69,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="DURATION:USERS",
         help="k6-style stage, repeatable (e.g. --stage 30s:10 --stage 1m:50)",
+    )
+    run.add_argument(
+        "--rate", metavar="PER_S", help="arrival-rate scenarios: iterations started per second"
+    )
+    run.add_argument(
+        "--rate-stage",
+        action="append",
+        default=[],
+        metavar="DURATION:PER_S",
+        help="k6-style arrival-rate stage, repeatable (e.g. --rate-stage 30s:10)",
     )
     run.add_argument("--time-scale", type=float, help="multiply every stage duration")
     run.add_argument("--user-scale", type=float, help="multiply every stage's user count")
@@ -194,15 +206,18 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     if (args.profile or args.stage) and args.users is not None:
         raise UsageError("--users cannot be combined with a profile or --stage (use --user-scale)")
+    stages = ()
     if args.profile or args.stage or args.time_scale or args.user_scale:
-        resolve_profile(
+        stages = resolve_profile(
             args.profile,
             args.stage,
             time_scale=args.time_scale or 1.0,
             user_scale=args.user_scale or 1.0,
         )
+    baseline = None
     if not args.no_baseline:
-        load_baseline(args.baseline or default_baseline_path(scenario.name), scenario.name)
+        path = args.baseline or default_baseline_path(scenario.name)
+        baseline = load_baseline(path, scenario.name)
     plan = RunPlan(
         scenario=scenario,
         profile=args.profile,
@@ -210,7 +225,12 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
         spawn_rate=args.spawn_rate,
         run_time=args.run_time,
         results_root=settings.results_dir,
-        locust_args=[*_verdict_args(args), *_cluster_args(args), *locust_extra],
+        locust_args=[
+            *_verdict_args(args),
+            *_cluster_args(args),
+            *_arrival_args(args),
+            *locust_extra,
+        ],
         stage_specs=args.stage,
         time_scale=args.time_scale,
         user_scale=args.user_scale,
@@ -223,12 +243,30 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
         say(f"results: {run_dir}")
         env = child_env(url, key, run_dir, scenario.name)
         code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
+    report = profile_summary(plan.profile, stages, run_dir, baseline)
+    if report:
+        print("\n".join(report), flush=True)
+        write_profile_report(run_dir, report)
     say(f"results: {run_dir} (exit code {code})")
     return code
 
 
 def _cluster_args(args: argparse.Namespace) -> list[str]:
     return ["--on-worker-loss", args.on_worker_loss] if args.on_worker_loss else []
+
+
+def _arrival_args(args: argparse.Namespace) -> list[str]:
+    """``--rate`` / ``--rate-stage`` for Locust, checked here so a typo exits 2 in one line."""
+    ArrivalPlan.build(
+        default_rate_per_s=1.0,
+        rate_per_s=None if args.rate is None else parse_rate(args.rate),
+        rate_stage_specs=args.rate_stage,
+        time_scale=args.time_scale or 1.0,
+    )
+    out = [] if args.rate is None else ["--rate", args.rate.strip()]
+    for spec in args.rate_stage:
+        out += ["--rate-stage", spec]
+    return out
 
 
 def _verdict_args(args: argparse.Namespace) -> list[str]:

@@ -413,6 +413,7 @@ DOCUMENTED_KEYS = {
     "references",
     "aborted",
     "interrupted",
+    "notes",
     "passed",
     "exit_code",
     "summary",
@@ -447,7 +448,10 @@ def test_verdict_json_round_trip(tmp_path: Path) -> None:
     assert loaded["window"]["start_s"] == 60.0 and loaded["window"]["end_s"] == 360.0
     assert (loaded["passed"], loaded["exit_code"], loaded["interrupted"]) == (False, 1, False)
     assert loaded["aborted"] == "criteria[4] failed for 30 s"
-    assert loaded["totals"] == {"requests": 10000, "failures": 2, "error_rate": 0.0002, "rps": 41.5}
+    assert loaded["totals"] == {
+        "requests": 10000, "failures": 2, "error_rate": 0.0002, "rps": 41.5, "p95_ms": 12,
+    }  # fmt: skip
+    assert loaded["notes"] == []
     assert loaded["references"][0]["maximum"] == 150
     criteria = loaded["criteria"]
     assert all(set(c) == CRITERION_KEYS for c in criteria)
@@ -571,3 +575,10 @@ def test_without_delay_the_first_failure_aborts() -> None:
 def test_watch_refuses_unknown_profile() -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         AbortWatch(baseline(ABORT), "average-ish")
+
+
+def test_notes_are_shown_and_kept_without_changing_the_outcome() -> None:
+    verdict = mixed_verdict(notes=("lost worker w1 during the run",))
+    assert "  note: lost worker w1 during the run" in render_console(verdict)
+    assert verdict_to_dict(verdict)["notes"] == ["lost worker w1 during the run"]
+    assert verdict.exit_code == mixed_verdict().exit_code

@@ -76,6 +76,8 @@ class Totals:
     failures: int
     error_rate: float
     rps: float
+    p95_ms: float | None = None
+    """P95 of all HTTP requests; None when only per-endpoint rows were given."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ def _totals(metrics: Mapping[str, EndpointMetrics]) -> Totals:
     """The aggregate row, or the sum of the HTTP rows if the aggregate is missing."""
     row = metrics.get(AGGREGATED_KEY)
     if row is not None:
-        return Totals(row.count, row.failures, row.error_rate, row.rps)
+        return Totals(row.count, row.failures, row.error_rate, row.rps, row.p95_ms)
     http = [m for m in metrics.values() if m.method != endpoints.JOB_REQUEST_TYPE]
     requests = sum(m.count for m in http)
     failures = sum(m.failures for m in http)

@@ -132,6 +132,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
             "failures": t.failures,
             "error_rate": _finite(t.error_rate),
             "rps": _finite(t.rps),
+            "p95_ms": _finite(t.p95_ms),
         },
         "references": [ref.model_dump(mode="json") for ref in verdict.references],
         "aborted": verdict.aborted,

@@ -13,10 +13,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loadkit import endpoints
+from loadkit.redis_url import check_redis_url
+
 ENV_PREFIX = "LOADKIT_"
+#: Fields whose value never appears in an error message (a Redis URL may hold a password).
+SECRET_FIELDS = frozenset({"api_key", "redis_url"})
 
 
 class SettingsError(ValueError):
@@ -28,6 +40,16 @@ class AuthScheme(str, Enum):
 
     HEADER = "header"
     BEARER = "bearer"
+
+
+class QueueSourceKind(str, Enum):
+    """Where the queue depth is sampled from during a run."""
+
+    AUTO = "auto"
+    """Redis when ``REDIS_URL`` is set, else the HTTP stats endpoint."""
+    HTTP = "http"
+    REDIS = "redis"
+    OFF = "off"
 
 
 class Settings(BaseSettings):
@@ -72,6 +94,37 @@ class Settings(BaseSettings):
     import_timeout_s: float = Field(
         default=120.0, gt=0, description="An import not completed after this long is a failure."
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="The platform's Redis (redis://[:password@]host:port/db): preflight PINGs it "
+        "and the queue sampler reads the queue's keys there. Shown only with the password masked.",
+    )
+    queue_source: QueueSourceKind = Field(
+        default=QueueSourceKind.AUTO,
+        description="Queue depth from: auto (redis if REDIS_URL is set, else http), http, redis, "
+        "off (no sampling: a queue_depth criterion then has no data).",
+    )
+    queue_sample_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds between two queue depth samples."
+    )
+    queue_stats_path: str = Field(
+        default=endpoints.QUEUE_STATS,
+        description="HTTP source: the path (under API_URL) answering the queue's counts as JSON.",
+    )
+    queue_depth_fields: str = Field(
+        default="waiting",
+        description="Comma-separated states summed into the queue depth (JSON fields of the "
+        "stats answer, or state names of the Redis keys), e.g. `waiting` or `waiting,delayed`.",
+    )
+    bull_prefix: str = Field(default="bull", description="Redis source: Bull's key prefix.")
+    bull_queue: str = Field(default="calls", description="Redis source: the Bull queue's name.")
+    queue_keys: str | None = Field(
+        default=None,
+        description="Redis source without Bull: `state=key,...` (e.g. "
+        "`waiting=myapp:q:pending,active=myapp:q:active`); a state may list several keys "
+        "separated by `+`, whose lengths add up.",
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -89,6 +142,51 @@ class Settings(BaseSettings):
             raise ValueError("has an invalid port") from exc
         return value.rstrip("/")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(check_redis_url(value.get_secret_value()))
+
+    @field_validator("queue_source")
+    @classmethod
+    def _check_queue_source(cls, value: QueueSourceKind, info: ValidationInfo) -> QueueSourceKind:
+        if value is QueueSourceKind.REDIS and info.data.get("redis_url") is None:
+            raise ValueError("needs REDIS_URL (the Redis to read the queue from)")
+        return value
+
+    @field_validator("queue_stats_path")
+    @classmethod
+    def _check_stats_path(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @field_validator("queue_depth_fields")
+    @classmethod
+    def _check_depth_fields(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names:
+            raise ValueError("names no field")
+        return ",".join(names)
+
+    @field_validator("bull_prefix", "bull_queue")
+    @classmethod
+    def _check_key_part(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be non-empty, without spaces")
+        return value
+
+    @field_validator("queue_keys")
+    @classmethod
+    def _check_queue_keys(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_queue_keys(value)
+        return value.strip()
+
     @field_validator("api_key")
     @classmethod
     def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -101,6 +199,21 @@ class Settings(BaseSettings):
         """The raw key, for the one place that needs it: the request headers."""
         return self.api_key.get_secret_value() if self.api_key else None
 
+    @property
+    def redis_url_value(self) -> str | None:
+        """The raw Redis URL (password included), for the one place that connects."""
+        return self.redis_url.get_secret_value() if self.redis_url else None
+
+    @property
+    def queue_depth_field_names(self) -> tuple[str, ...]:
+        """``queue_depth_fields`` as names: the states whose counts add up to the depth."""
+        return tuple(self.queue_depth_fields.split(","))
+
+    @property
+    def queue_key_map(self) -> dict[str, tuple[str, ...]] | None:
+        """``queue_keys`` parsed (state → Redis keys), or None to use Bull's layout."""
+        return parse_queue_keys(self.queue_keys) if self.queue_keys else None
+
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate a request (empty without a key)."""
         key = self.api_key_value
@@ -109,6 +222,25 @@ class Settings(BaseSettings):
         if self.auth_scheme is AuthScheme.BEARER:
             return {"Authorization": f"Bearer {key}"}
         return {"X-API-Key": key}
+
+
+def parse_queue_keys(text: str) -> dict[str, tuple[str, ...]]:
+    """``waiting=q:pending+q:paused,active=q:active`` → ``{"waiting": ("q:pending", "q:paused"),
+    "active": ("q:active",)}``; ``ValueError`` on anything else."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for item in text.split(","):
+        state, sep, names = (part.strip() for part in item.partition("="))
+        parts = tuple(name.strip() for name in names.split("+"))
+        if not item.strip():
+            continue
+        if not sep or not state or not all(parts):
+            raise ValueError(f"entry {item.strip()!r} is not STATE=KEY[+KEY...]")
+        if state in keys:
+            raise ValueError(f"state {state!r} is given twice")
+        keys[state] = parts
+    if not keys:
+        raise ValueError("names no key")
+    return keys
 
 
 def env_name(field: str) -> str:
@@ -139,7 +271,7 @@ def _describe(exc: ValidationError) -> str:
     field = _field_for(loc)
     name = env_name(field) if field else loc
     message = str(first["msg"]).removeprefix("Value error, ")
-    if field == "api_key" or "input" not in first:
+    if field in SECRET_FIELDS or "input" not in first:
         return f"invalid setting {name}: {message}"
     return f"invalid setting {name}={first['input']!r}: {message}"
 

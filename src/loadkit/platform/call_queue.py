@@ -6,6 +6,10 @@ due in the future wait in a heap (``delayed``) until a timer greenlet moves them
 ``waiting`` queue, and ``agents`` greenlets take them one at a time, spend a simulated call
 duration ``active`` and record an outcome. Counts by state come from the store's status
 counters, so they are always consistent with the analytics.
+
+That is :class:`MemoryQueue`, the default. With ``DialerSettings.redis`` set, :class:`CallQueue`
+runs :class:`~loadkit.platform.redis_queue.RedisQueue` instead: the same behaviour, with the
+queue's state in Redis (see ``queue_backend``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from gevent.event import Event
 from gevent.queue import SimpleQueue
 
 from loadkit.platform import store as st
+from loadkit.platform.queue_backend import QueueBackend, RedisQueueSettings
 
 RATE_WINDOW_S = 10
 
@@ -35,6 +40,8 @@ class DialerSettings:
     """A call lasts ``call_duration_ms`` ± this, uniformly (never below 0)."""
     outcome_weights: Mapping[str, float] | None = None
     """Relative weights of the outcomes; ``None`` means :data:`DEFAULT_OUTCOME_WEIGHTS`."""
+    redis: RedisQueueSettings | None = None
+    """Keep the queue in Redis (Bull's key layout) instead of in the process."""
 
 
 DEFAULT_OUTCOME_WEIGHTS: Mapping[str, float] = {
@@ -76,16 +83,64 @@ class RateWindow:
             del self._buckets[old]
 
 
-class CallQueue:
-    """Moves calls through delayed → waiting → active → outcome, driven by greenlets."""
+class SimulatedDial:
+    """How long a simulated call lasts and how it ends: shared by both queue backends."""
 
-    def __init__(self, store: st.CallStore, settings: DialerSettings, rng: random.Random) -> None:
-        self._store = store
+    def __init__(self, settings: DialerSettings, rng: random.Random) -> None:
         self._settings = settings
         self._rng = rng
         weights = settings.outcome_weights or DEFAULT_OUTCOME_WEIGHTS
         self._outcomes = list(weights)
         self._weights = [weights[o] for o in self._outcomes]
+
+    def duration_s(self) -> float:
+        """``call_duration_ms`` ± ``call_jitter_ms`` (uniform, never below 0), in seconds."""
+        settings = self._settings
+        jitter_ms = self._rng.uniform(-settings.call_jitter_ms, settings.call_jitter_ms)
+        return max(0.0, settings.call_duration_ms + jitter_ms) / 1000.0
+
+    def outcome(self) -> str:
+        """One of the store's outcomes, drawn by the configured weights."""
+        return self._rng.choices(self._outcomes, self._weights)[0]
+
+
+class CallQueue:
+    """The dialer queue the app talks to: in the process, or in Redis when configured.
+
+    A thin front so the app and handlers need not know which backend runs.
+    """
+
+    def __init__(self, store: st.CallStore, settings: DialerSettings, rng: random.Random) -> None:
+        backend: QueueBackend
+        if settings.redis is None:
+            backend = MemoryQueue(store, settings, rng)
+        else:
+            from loadkit.platform.redis_queue import RedisQueue  # imports redis only when used
+
+            backend = RedisQueue(store, settings, settings.redis, rng)
+        self.backend = backend
+
+    def start(self) -> None:
+        self.backend.start()
+
+    def stop(self) -> None:
+        self.backend.stop()
+
+    def enqueue(self, call: st.Call, due_s: float, delayed_status: str) -> None:
+        """(Re)schedule ``call`` at epoch ``due_s``; an earlier schedule of it is dropped."""
+        self.backend.enqueue(call, due_s, delayed_status)
+
+    def stats(self) -> dict[str, float | int]:
+        return self.backend.stats()
+
+
+class MemoryQueue:
+    """Moves calls through delayed → waiting → active → outcome, driven by greenlets."""
+
+    def __init__(self, store: st.CallStore, settings: DialerSettings, rng: random.Random) -> None:
+        self._store = store
+        self._settings = settings
+        self._dial = SimulatedDial(settings, rng)
         self._delayed: list[tuple[float, int, str, int]] = []  # (due_s, seq, call id, ticket)
         self._seq = 0
         self._waiting: SimpleQueue[tuple[str, int]] = SimpleQueue()
@@ -144,16 +199,14 @@ class CallQueue:
             self._wake.wait(timeout_s)
 
     def _agent(self) -> None:
-        settings = self._settings
         while True:
             call_id, ticket = self._waiting.get()
             call = self._store.get(call_id)
             if call is None or call.ticket != ticket or call.status != st.QUEUED:
                 continue  # retried (rescheduled) while it waited
             self._store.set_status(call, st.IN_PROGRESS)
-            jitter_ms = self._rng.uniform(-settings.call_jitter_ms, settings.call_jitter_ms)
-            gevent.sleep(max(0.0, settings.call_duration_ms + jitter_ms) / 1000.0)
-            outcome = self._rng.choices(self._outcomes, self._weights)[0]
+            gevent.sleep(self._dial.duration_s())
+            outcome = self._dial.outcome()
             self._store.set_status(call, outcome)
             if outcome == st.FAILED:
                 self.failed_jobs += 1

@@ -26,10 +26,21 @@ from loadkit.platform.faults import (
     split_spec_list,
 )
 from loadkit.platform.protocol import API_KEY_ENV
+from loadkit.platform.queue_backend import (
+    DEFAULT_BULL_PREFIX,
+    DEFAULT_BULL_QUEUE,
+    RedisQueueSettings,
+)
 from loadkit.platform.routes import ROUTE_KEYS
+from loadkit.redis_url import check_redis_url, display_url
 
 LATENCY_ENV: Final = "LOADKIT_PLATFORM_LATENCY"
 FAIL_ENV: Final = "LOADKIT_PLATFORM_FAIL"
+#: The same variables the kit reads, so one setting points both at the same queue keys.
+REDIS_URL_ENV: Final = "REDIS_URL"
+BULL_PREFIX_ENV: Final = "LOADKIT_BULL_PREFIX"
+BULL_QUEUE_ENV: Final = "LOADKIT_BULL_QUEUE"
+MAX_KEY_PART_CHARS: Final = 200
 MIB: Final = 1024 * 1024
 LOOPBACK_NAMES: Final = frozenset(("localhost",))
 
@@ -67,6 +78,13 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the platform's flags to ``parser`` (shared by ``python -m loadkit.platform`` and
     ``loadkit target``); turn the result into settings with :func:`config_from_args`."""
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="accept a non-loopback --host (e.g. 0.0.0.0). Only for a container on its own "
+        "network (docker-compose.yml), where the load generator reaches the platform through "
+        "the container's interface; never on a shared host",
+    )
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
     parser.add_argument(
         "--api-key",
@@ -114,6 +132,28 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ROUTE=RATIO[:STATUS]",
         help=f"failure ratio, e.g. 'GET /api/analytics/dashboard=0.3' (also ${FAIL_ENV})",
     )
+    queue = parser.add_argument_group("queue store (default: in the process)")
+    queue.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help=f"keep the call queue in this Redis, in Bull's key layout (also ${REDIS_URL_ENV})",
+    )
+    queue.add_argument(
+        "--redis-prefix",
+        default=None,
+        help=f"Bull key prefix (default {DEFAULT_BULL_PREFIX!r}, or ${BULL_PREFIX_ENV})",
+    )
+    queue.add_argument(
+        "--redis-queue",
+        default=None,
+        help=f"Bull queue name (default {DEFAULT_BULL_QUEUE!r}, or ${BULL_QUEUE_ENV})",
+    )
+    queue.add_argument(
+        "--redis-reset",
+        action="store_true",
+        help="delete keys an earlier run left under <prefix>:<queue>:* instead of refusing",
+    )
     parser.add_argument(
         "--access-log", action="store_true", help="log every request to stderr (off: it costs)"
     )
@@ -121,7 +161,8 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> PlatformConfig:
     """Validate parsed flags (plus the environment) into a :class:`PlatformConfig`."""
-    check_loopback(args.host)
+    if not args.allow_non_loopback:
+        check_loopback(args.host)
     _require(args.port, "--port", lambda v: 0 <= v <= 65535, "must be 0..65535")
     _require(args.agents, "--agents", lambda v: 1 <= v <= 10_000, "must be 1..10000")
     _require(
@@ -158,6 +199,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pl
             call_duration_ms=args.call_duration_ms,
             call_jitter_ms=args.call_jitter_ms,
             outcome_weights=parse_outcome_weights(args.outcome_weights),
+            redis=redis_settings(args, environ),
         ),
         max_attempts=args.max_attempts,
         import_rows_per_s=args.import_rows_per_s,
@@ -168,6 +210,40 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pl
         seed=args.seed,
         access_log=args.access_log,
     )
+
+
+def redis_settings(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> RedisQueueSettings | None:
+    """Where the queue lives in Redis, or ``None`` for the in-process queue (no URL given)."""
+    url = args.redis_url if args.redis_url is not None else environ.get(REDIS_URL_ENV, "")
+    if not url.strip():
+        if args.redis_reset:
+            raise ConfigError("--redis-reset: needs --redis-url (or $REDIS_URL)")
+        return None
+    try:
+        url = check_redis_url(url)
+    except ValueError as exc:  # the value may hold a password: show it masked
+        raise ConfigError(f"--redis-url: invalid value {display_url(url)!r}: {exc}") from None
+    prefix = _key_part(args.redis_prefix, environ.get(BULL_PREFIX_ENV), DEFAULT_BULL_PREFIX)
+    queue = _key_part(args.redis_queue, environ.get(BULL_QUEUE_ENV), DEFAULT_BULL_QUEUE)
+    _require_key_part(prefix, "--redis-prefix")
+    _require_key_part(queue, "--redis-queue")
+    return RedisQueueSettings(url=url, prefix=prefix, queue=queue, reset=args.redis_reset)
+
+
+def _key_part(flag: str | None, env: str | None, default: str) -> str:
+    if flag is not None:
+        return flag
+    return env if env else default
+
+
+def _require_key_part(value: str, flag: str) -> None:
+    if not value or len(value) > MAX_KEY_PART_CHARS or any(c.isspace() for c in value):
+        raise ConfigError(
+            f"{flag}: invalid value {value!r}: must be 1..{MAX_KEY_PART_CHARS} characters "
+            "without spaces"
+        )
 
 
 def check_loopback(host: str) -> None:
@@ -181,7 +257,8 @@ def check_loopback(host: str) -> None:
     if not loopback:
         raise ConfigError(
             f"--host: refusing {host!r}: only loopback addresses "
-            "(127.0.0.0/8, ::1, localhost) are allowed"
+            "(127.0.0.0/8, ::1, localhost) are allowed (inside a container network only: "
+            "--allow-non-loopback)"
         )
 
 

@@ -30,6 +30,7 @@ from loadkit.platform.config import (
     config_from_args,
 )
 from loadkit.platform.protocol import LISTENING_PREFIX
+from loadkit.platform.queue_backend import QueueBackendError
 
 DEFAULT_PROG = "python -m loadkit.platform"
 BACKLOG = 1024
@@ -73,7 +74,8 @@ def server_url(server: WSGIServer) -> str:
 
 
 def serve(config: PlatformConfig) -> int:
-    """Run the platform until SIGTERM or SIGINT; returns the exit code."""
+    """Run the platform until SIGTERM or SIGINT; returns the exit code (1: cannot listen, or the
+    queue's Redis cannot be used)."""
     app = PlatformApp(config)
     try:
         server = build_server(app, config)
@@ -83,12 +85,17 @@ def serve(config: PlatformConfig) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        app.start()  # the queue's store first: a Redis that is down is one line, not a traceback
+    except QueueBackendError as exc:
+        print(f"loadkit platform: error: {exc}", file=sys.stderr)
+        server.close()
+        return 1
     stop_requested = Event()
     handlers = [
         gevent.signal_handler(sig, stop_requested.set) for sig in (signal.SIGTERM, signal.SIGINT)
     ]
     try:
-        app.start()
         server.start()
         _print_line(LISTENING_PREFIX + server_url(server))
         stop_requested.wait()

@@ -74,7 +74,7 @@ SCENARIO_REQUESTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "health": (HEALTH_CHECK,),
         "bulk_import": (CONTACTS_IMPORT, IMPORT_STATUS, IMPORT_PROCESSING),
         "analytics": (ANALYTICS_DASHBOARD,),
-        "scheduling": (SCHEDULE_CALL,),
+        "scheduling": (SCHEDULE_CALL, f"{endpoints.INTENDED_REQUEST_TYPE} {SCHEDULE_CALL}"),
         "full_system": (SCHEDULE_CALL, RETRY_CALL, ANALYTICS_DASHBOARD),
     }
 )
@@ -92,7 +92,8 @@ class CustomMetric:
 GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
     {
         "queue_depth": CustomMetric(
-            "jobs", "calls waiting in the platform's queue, sampled from GET /api/queue/stats"
+            "jobs",
+            "calls waiting in the platform's queue, sampled from its stats endpoint or Redis",
         ),
     }
 )
@@ -100,7 +101,8 @@ GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
 COUNTERS: Final[Mapping[str, CustomMetric]] = MappingProxyType(
     {
         "dropped_iterations": CustomMetric(
-            "iterations", "iterations the load generator could not start on time (it fell behind)"
+            "iterations",
+            "arrival-rate iterations not started because --max-in-flight were already running",
         ),
     }
 )

@@ -35,5 +35,10 @@ def stats_name(template: str) -> str:
 
 #: Request type of the kit's own timing entries (not HTTP requests): kept out of HTTP totals.
 JOB_REQUEST_TYPE: Final = "JOB"
+#: Request type of the arrival-rate executor's second row per request: latency measured from the
+#: iteration's intended start, not from when it was sent (coordinated omission).
+INTENDED_REQUEST_TYPE: Final = "INTENDED"
+#: Stats rows that are not HTTP requests of their own: left out of HTTP totals and rates.
+NON_HTTP_REQUEST_TYPES: Final = frozenset({JOB_REQUEST_TYPE, INTENDED_REQUEST_TYPE})
 #: Stats name of the bulk import's upload-to-completed processing time.
 IMPORT_PROCESSING_NAME: Final = "bulk import: upload to completed"

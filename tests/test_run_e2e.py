@@ -21,6 +21,11 @@ from loadkit.platform.launcher import RunningPlatform, start_platform
 pytestmark = pytest.mark.slow
 
 
+#: Rows of Locust's table that are not requests the server saw: the kit's timings (JOB), the
+#: arrival rate's from-intended-start latencies (INTENDED) and Locust's total of everything.
+NOT_HTTP_ROWS = ("JOB ", "INTENDED ", "Aggregated")
+
+
 def locust_counts(run_dir: Path) -> dict[str, tuple[int, int]]:
     """``"METHOD name" -> (requests, failures)`` from Locust's own stats CSV."""
     with (run_dir / "stats_stats.csv").open() as f:
@@ -36,9 +41,10 @@ def locust_counts(run_dir: Path) -> dict[str, tuple[int, int]]:
 def assert_server_saw_what_locust_counted(
     platform: RunningPlatform, run_dir: Path, users: int
 ) -> dict[str, tuple[int, int]]:
-    seen = platform.counters()["requests"]
+    seen = dict(platform.counters()["requests"])
+    seen.pop("GET /api/queue/stats", None)  # the kit's queue sampler, not load
     counted = locust_counts(run_dir)
-    http_rows = {k: v for k, v in counted.items() if not k.startswith(("JOB ", "Aggregated"))}
+    http_rows = {k: v for k, v in counted.items() if not k.startswith(NOT_HTTP_ROWS)}
     assert http_rows, "Locust recorded no requests"
     for key, (requests, _failures) in http_rows.items():
         assert requests > 0
@@ -47,11 +53,12 @@ def assert_server_saw_what_locust_counted(
     return counted
 
 
+# --skip-preflight: the preflight's own GET /health would be one more request than Locust made.
 SCENARIO_RUNS = [
-    ("health", ["-u", "4", "-t", "3s"], 4),
-    ("analytics", ["-u", "10", "-t", "3s"], 10),
-    ("scheduling", ["-u", "5", "-t", "3s"], 5),
-    ("full_system", ["-u", "20", "-r", "20", "-t", "4s"], 20),
+    ("health", ["-u", "4", "-t", "3s", "--skip-preflight"], 4),
+    ("analytics", ["-u", "10", "-t", "3s", "--skip-preflight"], 10),
+    ("scheduling", ["-u", "5", "-t", "3s", "--skip-preflight"], 5),
+    ("full_system", ["-u", "20", "-r", "20", "-t", "4s", "--skip-preflight"], 20),
 ]
 
 
@@ -66,7 +73,8 @@ def test_scenario_runs_clean_and_counts_match_the_server(
     verdict = result.verdict()
     assert verdict["passed"] is True
     # The kit's own recorder and Locust agree on every request that completed.
-    assert verdict["totals"]["requests"] == counted["Aggregated"][0]
+    http_total = sum(n for key, (n, _) in counted.items() if not key.startswith(NOT_HTTP_ROWS))
+    assert verdict["totals"]["requests"] == http_total
     assert (result.run_dir / "report.html").stat().st_size > 10_000
     assert (result.run_dir / "stats_stats_history.csv").exists()
 
@@ -75,7 +83,8 @@ def test_bulk_import_follows_jobs_to_completion(tmp_path: Path) -> None:
     # A fast import worker so that 200-row jobs finish within the short run.
     with start_platform(TEST_API_KEY, extra_args=["--import-rows-per-s", "2000"]) as platform:
         env = kit_env(platform.url, LOADKIT_IMPORT_ROWS="200")
-        result = run_kit(["bulk_import", "-u", "3", "-r", "3", "-t", "5s"], env, tmp_path)
+        args = ["bulk_import", "-u", "3", "-r", "3", "-t", "5s", "--skip-preflight"]
+        result = run_kit(args, env, tmp_path)
         assert result.exit_code == 0, result.output
         counted = assert_server_saw_what_locust_counted(platform, result.run_dir, 3)
     jobs, job_failures = counted["JOB bulk import: upload to completed"]
@@ -90,7 +99,8 @@ def test_wrong_key_shows_as_failures_and_fails_the_run(
     fresh_platform: RunningPlatform, tmp_path: Path
 ) -> None:
     env = kit_env(fresh_platform.url, api_key="not-the-right-key")
-    result = run_kit(["scheduling", "-u", "2", "-t", "2s"], env, tmp_path)
+    args = ["scheduling", "-u", "2", "-t", "2s", "--skip-preflight"]
+    result = run_kit(args, env, tmp_path)
     assert result.exit_code == 1, result.output
     responses = fresh_platform.counters()["responses"]
     assert responses.get("POST /api/calls 403", 0) > 0
@@ -99,6 +109,18 @@ def test_wrong_key_shows_as_failures_and_fails_the_run(
     assert requests == failures > 0
     assert "HTTP 403" in (result.run_dir / "stats_failures.csv").read_text()
     assert "not-the-right-key" not in result.output
+
+
+def test_preflight_stops_a_run_with_a_rejected_key_before_any_load(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    env = kit_env(fresh_platform.url, api_key="not-the-right-key")
+    result = run_kit(["scheduling", "-u", "2", "-t", "2s"], env, tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "✗ API key rejected (HTTP 403)" in result.output
+    assert "not-the-right-key" not in result.output
+    assert "POST /api/calls" not in fresh_platform.counters()["requests"]
+    assert result.run_dir is None
 
 
 def test_api_key_never_appears_in_output_or_results(

@@ -121,7 +121,8 @@ def test_abort_on_fail_stops_a_failing_run_early_and_still_writes_results(
     baseline.write_text(ABORT_ON_ERRORS)
     with start_platform(TEST_API_KEY, extra_args=["--fail", "GET /health=1.0"]) as platform:
         started = time.monotonic()
-        args = ["health", "-u", "2", "-t", "60s", "--baseline", str(baseline)]
+        # --skip-preflight: the preflight would refuse a platform whose /health fails.
+        args = ["health", "-u", "2", "-t", "60s", "--baseline", str(baseline), "--skip-preflight"]
         result = run_kit(args, kit_env(platform.url), tmp_path / "results")
         elapsed_s = time.monotonic() - started
     assert result.exit_code == 1, result.output

@@ -1,23 +1,33 @@
 """The ``loadkit`` command: a thin layer that parses, validates and delegates.
 
-Exit codes: 0 the run passed, 1 it failed (a baseline, a check, an abort), 2 the input was bad
-and nothing was sent.
+Exit codes: 0 the run passed, 1 it failed (a baseline, a check, an abort), 2 nothing was sent:
+the input was bad or the preflight checks failed (``loadkit preflight`` itself exits 1).
 """
 
 from __future__ import annotations
+
+# Locust patches the standard library with gevent when it is imported, and patching after ssl
+# (imported by requests) breaks it; so the command patches first, as Locust's own entry does.
+from gevent import monkey
+
+monkey.patch_all()
 
 import argparse
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from loadkit import __version__
 from loadkit.arrival_schedule import ArrivalPlan, parse_rate
-from loadkit.baselines import BaselineError, default_baseline_path, load_baseline
+from loadkit.baselines import Baseline, BaselineError, default_baseline_path, load_baseline
+from loadkit.preflight import run_preflight
 from loadkit.profile_summary import profile_summary, write_profile_report
-from loadkit.profiles import ProfileError, resolve_profile
+from loadkit.profiles import ProfileError, Stage, resolve_profile
+from loadkit.run_all import StepOutcome, render_steps
 from loadkit.runner import (
     MissingKeyError,
     RunPlan,
@@ -30,7 +40,7 @@ from loadkit.runner import (
     worker_commands,
 )
 from loadkit.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
-from loadkit.settings import SettingsError, load_settings
+from loadkit.settings import Settings, SettingsError, load_settings
 from loadkit.topology import (
     DEFAULT_MASTER_PORT,
     LOCAL_MASTER_HOST,
@@ -51,48 +61,27 @@ def say(message: str) -> None:
     print(f"loadkit: {message}", file=sys.stderr, flush=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="loadkit", description="Load tests for the AI calling platform's HTTP API."
-    )
-    parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser(
-        "run",
-        help="run one scenario headless and give a verdict",
-        description="Run a scenario headless. Arguments after `--` go to Locust unchanged.",
-    )
-    run.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}")
-    run.add_argument("--profile", help="smoke, average, stress, spike or soak")
-    run.add_argument(
-        "--stage",
-        action="append",
-        default=[],
-        metavar="DURATION:USERS",
-        help="k6-style stage, repeatable (e.g. --stage 30s:10 --stage 1m:50)",
-    )
-    run.add_argument(
+def _shared_run_options() -> argparse.ArgumentParser:
+    """Options of every command that runs load: scaling, verdict, cluster, target, results."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
         "--rate", metavar="PER_S", help="arrival-rate scenarios: iterations started per second"
     )
-    run.add_argument(
+    shared.add_argument(
         "--rate-stage",
         action="append",
         default=[],
         metavar="DURATION:PER_S",
         help="k6-style arrival-rate stage, repeatable (e.g. --rate-stage 30s:10)",
     )
-    run.add_argument("--time-scale", type=float, help="multiply every stage duration")
-    run.add_argument("--user-scale", type=float, help="multiply every stage's user count")
-    run.add_argument("-u", "--users", type=int, help="concurrent users (without a profile)")
-    run.add_argument("-r", "--spawn-rate", type=float, help="users started per second")
-    run.add_argument("-t", "--run-time", help="stop after this long (e.g. 30s, 5m)")
-    verdict = run.add_mutually_exclusive_group()
+    shared.add_argument("--time-scale", type=float, help="multiply every stage duration")
+    shared.add_argument("--user-scale", type=float, help="multiply every stage's user count")
+    verdict = shared.add_mutually_exclusive_group()
     verdict.add_argument(
         "--baseline", type=Path, help="baseline file (default: baselines/SCENARIO.toml)"
     )
     verdict.add_argument("--no-baseline", action="store_true", help="run without a verdict")
-    cluster = run.add_argument_group("distributed (Locust master/worker)")
+    cluster = shared.add_argument_group("distributed (Locust master/worker)")
     roles = cluster.add_mutually_exclusive_group()
     roles.add_argument(
         "--workers", type=int, default=0, metavar="N", help="run a master and N local workers"
@@ -107,10 +96,56 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--on-worker-loss", choices=("end", "continue"), help="what a lost worker does to the run"
     )
-    run.add_argument("--api-url", help="platform base URL (overrides API_URL)")
-    run.add_argument(
+    shared.add_argument("--api-url", help="platform base URL (overrides API_URL)")
+    shared.add_argument(
+        "--skip-preflight", action="store_true", help="don't check the platform before the load"
+    )
+    shared.add_argument(
         "--results", type=Path, help="parent folder of the run's results (default: results/)"
     )
+    return shared
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadkit", description="Load tests for the AI calling platform's HTTP API."
+    )
+    parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    shared = _shared_run_options()
+    run = commands.add_parser(
+        "run",
+        parents=[shared],
+        help="run one scenario headless and give a verdict",
+        description="Run a scenario headless. Arguments after `--` go to Locust unchanged.",
+    )
+    run.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}")
+    run.add_argument("--profile", help="smoke, average, stress, spike or soak")
+    run.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        metavar="DURATION:USERS",
+        help="k6-style stage, repeatable (e.g. --stage 30s:10 --stage 1m:50)",
+    )
+    run.add_argument("-u", "--users", type=int, help="concurrent users (without a profile)")
+    run.add_argument("-r", "--spawn-rate", type=float, help="users started per second")
+    run.add_argument("-t", "--run-time", help="stop after this long (e.g. 30s, 5m)")
+
+    run_all = commands.add_parser(
+        "run-all",
+        parents=[shared],
+        help="smoke, average, stress for each scenario, with one summary table",
+        description="Run profiles in order for each scenario (default: all scenarios; smoke, "
+        "then average, then stress), stopping at the first failed step unless --keep-going.",
+    )
+    run_all.add_argument("scenarios", nargs="*", help=f"any of: {', '.join(SCENARIOS)}")
+    run_all.add_argument(
+        "--profiles", default="smoke,average,stress", help="comma-separated, run in this order"
+    )
+    run_all.add_argument("--keep-going", action="store_true", help="run every step regardless")
+    run_all.set_defaults(stage=[], users=None, spawn_rate=None, run_time=None)
 
     target_cmd = commands.add_parser(
         "target",
@@ -131,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--api-url", help="platform base URL (overrides API_URL)")
     ui.add_argument("--results", type=Path, help="parent folder of the verdicts")
 
+    preflight = commands.add_parser(
+        "preflight",
+        help="check the prerequisites: API reachable and healthy, key accepted, Redis, queue",
+        description="One line per check; exit code 1 if any fails. Nothing is load-tested.",
+    )
+    preflight.add_argument("--api-url", help="platform base URL (overrides API_URL)")
+
     commands.add_parser("scenarios", help="list the scenarios")
     return parser
 
@@ -141,12 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in args_list:
         split = args_list.index("--")
         args_list, locust_extra = args_list[:split], args_list[split + 1 :]
-    parser = build_parser()
-    args = parser.parse_args(args_list)
-    if args.command == "target":
+    if args_list[:1] == ["target"]:
+        # The platform has its own parser (and --help); argparse's REMAINDER drops options.
         from loadkit.platform.server import main as platform_main
 
-        return platform_main(args.platform_args)
+        return platform_main(args_list[1:] + locust_extra, prog="loadkit target")
+    parser = build_parser()
+    args = parser.parse_args(args_list)
     if args.command == "scenarios":
         for scenario in SCENARIOS.values():
             print(f"{scenario.name:<12} {scenario.users:>4} users  {scenario.purpose}")
@@ -154,6 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "ui":
             return _ui(args, locust_extra)
+        if args.command == "run-all":
+            return _run_all(args, locust_extra)
+        if args.command == "preflight":
+            settings = load_settings(api_url=args.api_url)
+            if not settings.api_url:
+                raise UsageError("API_URL is not set (preflight checks a platform you name)")
+            if settings.api_key is None:
+                raise MissingKeyError(f"API_KEY is not set (needed to call {settings.api_url})")
+            return 0 if run_preflight(settings, out=sys.stdout) else 1
         return _run(args, locust_extra)
     except (
         UsageError,
@@ -200,13 +252,21 @@ def _run_worker(plan: RunPlan) -> int:
     return run_processes(command, [], dict(os.environ))
 
 
-def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run whose every input was checked: nothing is sent before this exists."""
+
+    plan: RunPlan
+    stages: tuple[Stage, ...]
+    baseline: Baseline | None
+
+
+def _prepare(args: argparse.Namespace, locust_extra: list[str]) -> PreparedRun:
     scenario = get_scenario(args.scenario)
     topology = _topology(args)
-    settings = load_settings(api_url=args.api_url, results_dir=args.results)
     if (args.profile or args.stage) and args.users is not None:
         raise UsageError("--users cannot be combined with a profile or --stage (use --user-scale)")
-    stages = ()
+    stages: tuple[Stage, ...] = ()
     if args.profile or args.stage or args.time_scale or args.user_scale:
         stages = resolve_profile(
             args.profile,
@@ -224,7 +284,7 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
         users=args.users,
         spawn_rate=args.spawn_rate,
         run_time=args.run_time,
-        results_root=settings.results_dir,
+        results_root=args.results_root,
         locust_args=[
             *_verdict_args(args),
             *_cluster_args(args),
@@ -236,19 +296,72 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
         user_scale=args.user_scale,
         topology=topology,
     )
-    if topology.role == "worker":
-        return _run_worker(plan)
-    with target(settings, say) as (url, key):
-        run_dir = new_results_dir(plan.results_root, scenario.name, plan.profile)
-        say(f"results: {run_dir}")
-        env = child_env(url, key, run_dir, scenario.name)
-        code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
-    report = profile_summary(plan.profile, stages, run_dir, baseline)
+    return PreparedRun(plan, stages, baseline)
+
+
+def _execute(prepared: PreparedRun, url: str, key: str) -> tuple[int, Path]:
+    """Run Locust for a prepared run against ``url``; returns (exit code, results folder)."""
+    plan = prepared.plan
+    run_dir = new_results_dir(plan.results_root, plan.scenario.name, plan.profile)
+    say(f"results: {run_dir}")
+    env = child_env(url, key, run_dir, plan.scenario.name)
+    code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
+    report = profile_summary(plan.profile, prepared.stages, run_dir, prepared.baseline)
     if report:
         print("\n".join(report), flush=True)
         write_profile_report(run_dir, report)
     say(f"results: {run_dir} (exit code {code})")
+    return code, run_dir
+
+
+def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
+    settings = load_settings(api_url=args.api_url, results_dir=args.results)
+    args.results_root = settings.results_dir
+    prepared = _prepare(args, locust_extra)
+    if prepared.plan.topology.role == "worker":
+        return _run_worker(prepared.plan)
+    with target(settings, say) as (url, key):
+        if not args.skip_preflight and not _preflight(settings, url, key):
+            return EXIT_INVALID
+        code, _ = _execute(prepared, url, key)
     return code
+
+
+def _preflight(settings: Settings, url: str, key: str) -> bool:
+    """The preflight checks against the run's target, before any load; lines on stderr."""
+    checked = settings.model_copy(update={"api_url": url, "api_key": SecretStr(key)})
+    if run_preflight(checked, out=sys.stderr, api_url=url):
+        return True
+    say("preflight failed: nothing was sent (--skip-preflight runs anyway)")
+    return False
+
+
+def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
+    """Smoke, then average, then stress (or --profiles) for each scenario; one table at the end."""
+    settings = load_settings(api_url=args.api_url, results_dir=args.results)
+    scenarios = args.scenarios or list(SCENARIOS)
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    steps: list[tuple[str, PreparedRun]] = []
+    for scenario in scenarios:
+        for profile in profiles:
+            step_args = argparse.Namespace(**vars(args))
+            step_args.scenario, step_args.profile = scenario, profile
+            step_args.results_root = settings.results_dir
+            steps.append((f"{scenario} {profile}", _prepare(step_args, locust_extra)))
+    outcomes: list[StepOutcome] = []
+    with target(settings, say) as (url, key):
+        if not args.skip_preflight and not _preflight(settings, url, key):
+            return EXIT_INVALID
+        for label, prepared in steps:
+            say(f"step {len(outcomes) + 1}/{len(steps)}: {label}")
+            code, run_dir = _execute(prepared, url, key)
+            plan = prepared.plan
+            outcomes.append(StepOutcome.read(plan.scenario.name, plan.profile or "", code, run_dir))
+            if code != 0 and not args.keep_going:
+                say(f"stopping after the failed step ({label}); --keep-going runs the rest")
+                break
+    print(render_steps(outcomes, planned=len(steps)), flush=True)
+    return max((o.exit_code for o in outcomes), default=0)
 
 
 def _cluster_args(args: argparse.Namespace) -> list[str]:

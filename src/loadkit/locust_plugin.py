@@ -10,14 +10,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadkit import verdict_hook
+from loadkit import arrival, verdict_hook
 from loadkit.invalid_input import exit_invalid
+from loadkit.outputs import add_output_arguments, install_outputs
+from loadkit.queue_hook import install_queue_sampler
+from loadkit.queue_sources import QueueSourceError
 from loadkit.redact import install_secret_filter
 from loadkit.settings import Settings, SettingsError, load_settings
 from loadkit.staged_shape import add_profile_arguments
@@ -57,6 +61,8 @@ def settings_of(environment: Environment) -> Settings:
 def _add_arguments(parser: Any) -> None:
     add_profile_arguments(parser)
     add_verdict_arguments(parser)
+    arrival.add_arrival_arguments(parser)
+    add_output_arguments(parser)
     add_worker_arguments(parser)
 
 
@@ -72,11 +78,20 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if settings.api_key_value:
         install_secret_filter([settings.api_key_value])
     verdict_hook.install(environment)
+    arrival.install(environment)
+    install_outputs(environment)
     if isinstance(environment.runner, WorkerRunner):
         if not settings.api_key_value:
             exit_invalid("API_KEY is not set on this worker (workers need the same key)")
         return
     _aim(environment, ctx)
+    results_dir = getattr(environment.parsed_options, "results_dir", None)
+    try:
+        install_queue_sampler(
+            environment, ctx.settings, results_dir=Path(results_dir) if results_dir else None
+        )
+    except QueueSourceError as exc:
+        exit_invalid(str(exc))
 
 
 def _aim(environment: Environment, ctx: KitContext) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 
 MASK = "***"
+#: Shorter secrets are not masked in logs: "k" would turn every word containing a k into noise,
+#: and a key that short is guessable anyway. Real keys are far longer.
+MIN_MASKED_LENGTH = 4
 
 
 class SecretFilter(logging.Filter):
@@ -16,7 +19,7 @@ class SecretFilter(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = [secret for secret in secrets if secret]
+        self._secrets = [secret for secret in secrets if len(secret) >= MIN_MASKED_LENGTH]
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

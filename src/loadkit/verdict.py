@@ -237,7 +237,7 @@ def _totals(metrics: Mapping[str, EndpointMetrics]) -> Totals:
     row = metrics.get(AGGREGATED_KEY)
     if row is not None:
         return Totals(row.count, row.failures, row.error_rate, row.rps, row.p95_ms)
-    http = [m for m in metrics.values() if m.method != endpoints.JOB_REQUEST_TYPE]
+    http = [m for m in metrics.values() if m.method not in endpoints.NON_HTTP_REQUEST_TYPES]
     requests = sum(m.count for m in http)
     failures = sum(m.failures for m in http)
     rate = failures / requests if requests else 0.0

@@ -24,13 +24,15 @@ import gevent
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
+from loadkit.arrival import arrival_counters
 from loadkit.baselines import Baseline, BaselineError, default_baseline_path, load_baseline
 from loadkit.invalid_input import exit_invalid
 from loadkit.profiles import main_steady_window
+from loadkit.queue_hook import queue_gauges
 from loadkit.recorder import RunRecorder, attach, wait_for_final_reports
 from loadkit.result_files import finalize_csv_at_exit, write_html_report
 from loadkit.scenarios import SCENARIOS
-from loadkit.staged_shape import StagedShape
+from loadkit.staged_shape import StagedShape, read_profile_options
 from loadkit.verdict import AbortWatch, Verdict, evaluate
 from loadkit.verdict_output import render_console, write_junit_xml, write_verdict_json
 from loadkit.web_tab import register_baseline_tab
@@ -120,7 +122,7 @@ class VerdictHook:
         options = self.environment.parsed_options
         if getattr(options, "on_worker_loss", "end") == "end" and self.aborted is None:
             self.aborted = f"lost worker {worker_id} (--on-worker-loss end)"
-            self.environment.runner.quit()
+            gevent.spawn(self.environment.runner.quit)
 
     def on_spawning_complete(self, **_: Any) -> None:
         if self.spawned_at_s is None and self.started_at_s is not None:
@@ -190,6 +192,8 @@ class VerdictHook:
             profile=self.profile,
             window=window,
             window_description=description,
+            gauges=queue_gauges(self.environment),
+            counters=arrival_counters(self.environment),
             aborted=self.aborted,
             interrupted=interrupted and self.aborted is None,
             notes=tuple(f"lost worker {worker} during the run" for worker in self.lost_workers),
@@ -211,8 +215,7 @@ class VerdictHook:
         if not isinstance(shape, StagedShape):
             return "custom", ()
         stages = shape.effective_stages
-        options = self.environment.parsed_options
-        if options is not None and getattr(options, "stage", None):
+        if read_profile_options(self.environment.parsed_options).stage_specs:
             return "custom", stages
         name = type(shape).__name__.removesuffix("Shape").lower()
         return (name if name in _PROFILE_NAMES else "custom"), stages
@@ -221,11 +224,17 @@ class VerdictHook:
         while True:
             gevent.sleep(ABORT_CHECK_INTERVAL_S)
             now_s = time.monotonic() - (self.started_at_s or 0.0)
-            reason = watch.observe(now_s, self.recorder.snapshot())
+            reason = watch.observe(
+                now_s,
+                self.recorder.snapshot(),
+                gauges=queue_gauges(self.environment),
+                counters=arrival_counters(self.environment),
+            )
             if reason is not None:
                 self.aborted = reason
                 logger.error("loadkit: aborting the run: %s", reason)
-                self.environment.runner.quit()
+                # From a fresh greenlet: stopping kills this watcher, which must not abort quit().
+                gevent.spawn(self.environment.runner.quit)
                 return
 
 

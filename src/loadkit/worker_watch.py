@@ -51,9 +51,11 @@ class WorkerWatch:
         self._greenlet = gevent.spawn(self._loop)
 
     def stop(self, **_: Any) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
+        greenlet, self._greenlet = self._greenlet, None
+        # A loss handler that stops the test lands here from inside the watch loop itself:
+        # killing the current greenlet would abort Locust's stop half-way.
+        if greenlet is not None and greenlet is not gevent.getcurrent():
+            greenlet.kill(block=False)
 
     def check(self) -> list[str]:
         """Compare the runner's workers with those seen before; returns the newly lost ones."""
@@ -71,6 +73,8 @@ class WorkerWatch:
             for worker_id in self.check():
                 logger.error("loadkit: lost worker %s", worker_id)
                 self.on_lost(worker_id)
+            if self._greenlet is not gevent.getcurrent():
+                return  # the test was stopped meanwhile
 
 
 def install_worker_watch(

@@ -1,0 +1,90 @@
+"""The `loadkit` command's small sub-commands: target, scenarios, --version, usage errors."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import requests
+from conftest import REPO_ROOT, TEST_API_KEY, kit_env
+
+from loadkit import __version__
+from loadkit.scenarios import SCENARIOS
+
+
+def loadkit(*args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadkit.cli", *args], capture_output=True, text=True,
+        timeout=timeout_s, cwd=REPO_ROOT, env=kit_env(None), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_target_serves_the_platform_with_its_own_options_until_sigterm() -> None:
+    command = [
+        sys.executable, "-m", "loadkit.cli", "target", "--port", "0",
+        "--latency", "GET /health=50",
+    ]  # fmt: skip
+    target = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=kit_env(None, api_key=TEST_API_KEY), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert target.stdout is not None
+        line = target.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        reply = requests.get(url.group() + "/health", timeout=5)
+        assert reply.json()["status"] == "ok"
+        assert reply.elapsed.total_seconds() >= 0.05  # the flag reached the platform
+        key_ok = requests.get(
+            url.group() + "/api/queue/stats", headers={"X-API-Key": TEST_API_KEY}, timeout=5
+        )
+        assert key_ok.status_code == 200
+        target.send_signal(signal.SIGTERM)
+        assert target.wait(timeout=10) == 0
+    finally:
+        target.kill()
+    assert TEST_API_KEY not in (target.stderr.read() if target.stderr else "")
+
+
+def test_target_refuses_a_non_loopback_address() -> None:
+    done = loadkit("target", "--host", "10.1.2.3", "--port", "0")
+    assert done.returncode == 2
+    assert "10.1.2.3" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_scenarios_and_version() -> None:
+    listed = loadkit("scenarios").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == list(SCENARIOS)
+    assert loadkit("--version").stdout.strip() == f"loadkit {__version__}"
+
+
+def test_users_with_a_profile_is_a_usage_error() -> None:
+    done = loadkit("run", "health", "--profile", "smoke", "-u", "5")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "loadkit: --users cannot be combined with a profile or --stage (use --user-scale)"
+    )
+
+
+def test_preflight_command_exit_codes(platform) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "loadkit.cli", "preflight"], capture_output=True, text=True,
+        timeout=30, env=kit_env(platform.url), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith(f"✓ API reachable: {platform.url}")
+    rejected = subprocess.run(
+        [sys.executable, "-m", "loadkit.cli", "preflight"], capture_output=True, text=True,
+        timeout=30, env=kit_env(platform.url, api_key="wrong-key-123"), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert rejected.returncode == 1
+    assert "✗ API key rejected (HTTP 403)" in rejected.stdout
+    assert "wrong-key-123" not in rejected.stdout + rejected.stderr
+    unnamed = loadkit("preflight")
+    assert unnamed.returncode == 2
+    assert unnamed.stderr.strip() == (
+        "loadkit: API_URL is not set (preflight checks a platform you name)"
+    )

@@ -25,7 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Distinctive, so a leak into any output or file is found by a plain substring search.
 TEST_API_KEY = "lk-test-key-7f3a9c2e51d84b06"
 #: Environment variables of the developer's shell that would change what a test runs against.
-_KIT_VARS = ("API_URL", "API_KEY", "LOADKIT_RUN_DIR", "LOADKIT_SCENARIO", "LOADKIT_BASELINE")
+_KIT_VARS = ("API_URL", "API_KEY", "REDIS_URL")
+_KIT_PREFIXES = ("LOADKIT_", "LOCUST_")
 
 
 @dataclass
@@ -42,7 +43,11 @@ class RunResult:
 def kit_env(
     api_url: str | None, api_key: str | None = TEST_API_KEY, **extra: str
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _KIT_VARS}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _KIT_VARS and not k.startswith(_KIT_PREFIXES)
+    }
     if api_url is not None:
         env["API_URL"] = api_url
     if api_key is not None:

@@ -50,6 +50,9 @@ def test_scaled_spike_reaches_its_peak_with_the_shape_on_the_master(
     peak_at = users.index(max(users))
     assert max(users) == 20  # 100 users x 0.2, split over two workers
     assert min(users[peak_at:]) <= 1  # and back down after the spike
+    report = (result.run_dir / "profile_report.txt").read_text()
+    assert report.startswith("spike 1 -> 20 users:")
+    assert all(phase in report for phase in ("before", "during", "after"))
 
 
 def _worker_pids(parent_pid: int) -> list[int]:

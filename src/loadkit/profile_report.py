@@ -209,21 +209,26 @@ def _window(
     start_s: float,
     end_s: float,
 ) -> WindowStats:
-    """Stats for [start_s, end_s] from rows at ``times_s`` (relative, ascending)."""
+    """Stats for [start_s, end_s] from rows at ``times_s`` (relative, ascending).
 
-    def count_at(t_s: float) -> tuple[int, int]:
+    The counts are differences between the last rows at or before each edge, so the window is
+    reported as the span between those two rows: requests / span is then the true rate (a
+    5.5 s window over rows one second apart counts 5 s of requests).
+    """
+
+    def row_at(t_s: float) -> tuple[float, tuple[int, int]]:
         before = [i for i, row_t in enumerate(times_s) if row_t <= t_s]
-        return counts[before[-1]] if before else (0, 0)
+        return (times_s[before[-1]], counts[before[-1]]) if before else (0.0, (0, 0))
 
-    (req0, fail0), (req1, fail1) = count_at(start_s), count_at(end_s)
+    (t0_s, (req0, fail0)), (t1_s, (req1, fail1)) = row_at(start_s), row_at(end_s)
     p95s = [
         row.p95_ms
         for row_t, row in zip(times_s, rows, strict=True)
         if start_s <= row_t <= end_s and row.p95_ms is not None
     ]
     return WindowStats(
-        start_s=start_s,
-        end_s=end_s,
+        start_s=t0_s,
+        end_s=t1_s,
         requests=req1 - req0,
         failures=fail1 - fail0,
         p95_median_ms=statistics.median(p95s) if p95s else None,

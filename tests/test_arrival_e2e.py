@@ -128,8 +128,11 @@ def test_open_model_delivers_the_rate_that_closed_users_cannot(
     assert open_rate == pytest.approx(RATE_PER_S, rel=0.05), output
     started, dropped = summary(output)
     assert dropped == 0
-    # Every started iteration reached the platform, and no more than 6 s at 50/s were started.
-    assert started == calls_seen(platform) <= 6 * RATE_PER_S + 1
+    # Every started iteration reached the platform (but for one or two the end of the run cut
+    # off between start and send), and no more than 6 s at 50/s were started.
+    seen = calls_seen(platform)
+    assert seen <= started <= seen + 2
+    assert started <= 6 * RATE_PER_S + 1
 
     # The intended-start row: one per call, never faster than the send-time row.
     rows = stats_rows(tmp_path)
@@ -192,4 +195,5 @@ def test_two_workers_share_the_rate(platform: RunningPlatform, tmp_path: Path) -
     assert rate == pytest.approx(RATE_PER_S, rel=0.05), output
     started, dropped = summary(output)
     assert dropped == 0
-    assert started == calls_seen(platform)
+    seen = calls_seen(platform)
+    assert seen <= started <= seen + 2  # the end of the run may cut one off before it is sent

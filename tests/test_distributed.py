@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO_ROOT, kit_env, run_kit
 
 from loadkit.platform.launcher import RunningPlatform
+from loadkit.topology import free_loopback_port
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +131,28 @@ def test_sigterm_on_the_master_stops_workers_and_writes_an_interrupted_verdict(
     assert verdict["interrupted"] is True
     assert verdict["totals"]["requests"] > 0
     assert (run_dir / "report.html").stat().st_size > 10_000
+
+
+def test_master_and_worker_started_apart_form_one_cluster(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    """The cross-machine form (`--master` here, `--worker --master-host` there), on loopback."""
+    port = str(free_loopback_port())
+    common = [sys.executable, "-m", "loadkit.cli", "run", "health", "--master-port", port]
+    worker = subprocess.Popen(
+        [*common, "--worker", "--master-host", "127.0.0.1"], env=kit_env(fresh_platform.url),
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        master = run_kit(
+            ["health", "-u", "2", "-t", "3s", "--master", "--expect-workers", "1",
+             "--master-port", port, "--skip-preflight", "--", "--stop-timeout", "5"],
+            kit_env(fresh_platform.url), tmp_path,
+        )  # fmt: skip
+        assert worker.wait(timeout=20) == 0
+    finally:
+        worker.kill()
+    assert master.exit_code == 0, master.output
+    served = fresh_platform.counters()["requests"]["GET /health"]
+    assert master.verdict()["totals"]["requests"] == served > 100

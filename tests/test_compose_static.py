@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -33,11 +34,6 @@ from loadkit.platform.server import build_parser as build_platform_parser
 from loadkit.profiles import PROFILES
 from loadkit.scenarios import SCENARIOS
 from loadkit.settings import Settings, env_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()

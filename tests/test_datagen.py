@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,7 @@ def test_schedule_call_payload_is_valid_and_due_soon() -> None:
     body = factory().schedule_call(delay_s=(5, 10))
     assert E164.match(body["phone_number"])
     due = datetime.fromisoformat(body["scheduled_at"])
-    seconds_ahead = (due - datetime.now(timezone.utc)).total_seconds()
+    seconds_ahead = (due - datetime.now(UTC)).total_seconds()
     assert 4 <= seconds_ahead <= 10
     assert body["campaign_id"].startswith("lk-abc123-w0-u0-c")
 

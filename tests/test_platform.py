@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -96,7 +96,7 @@ def iso(moment: datetime) -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def call_body(campaign_id: str, *, in_s: float = 0.0, phone: str = "+14155550123") -> dict:
@@ -437,7 +437,7 @@ def test_dashboard_aggregates_by_campaign_status_and_day(
     assert body["success_rate"] == 1.0
     days = {entry["date"]: entry for entry in body["by_day"]}
     assert len(days) == 4  # yesterday .. in two days, empty days included
-    today_date = datetime.fromisoformat(today).astimezone(timezone.utc).date().isoformat()
+    today_date = datetime.fromisoformat(today).astimezone(UTC).date().isoformat()
     assert days[today_date] == {"date": today_date, "total": 5, "completed": 5}
     later = in_two_days.date().isoformat()
     assert days[later] == {"date": later, "total": 2, "completed": 0}
@@ -490,7 +490,7 @@ def test_dashboard_sums_counters_not_calls() -> None:
     statuses = (st.COMPLETED, st.NO_ANSWER, st.BUSY, st.FAILED, st.SCHEDULED)
     for index in range(200_000):
         day = first_day + timedelta(days=rng.randrange(365))
-        when = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        when = datetime(day.year, day.month, day.day, tzinfo=UTC)
         status = statuses[index % 5]
         store.add(
             st.Call(str(index), "+14155550123", f"c{index % 7}", when, day.toordinal(), status)
@@ -510,7 +510,7 @@ def test_dashboard_sums_counters_not_calls() -> None:
 def test_status_change_moves_counts_between_statuses() -> None:
     store = st.CallStore()
     day = date(2030, 5, 1)
-    when = datetime(2030, 5, 1, 12, tzinfo=timezone.utc)
+    when = datetime(2030, 5, 1, 12, tzinfo=UTC)
     calls = [
         st.Call(str(i), "+14155550123", "c", when, day.toordinal(), st.QUEUED) for i in range(4)
     ]

@@ -76,7 +76,7 @@ class FakeClock:
 
 
 def schedule_burst(platform: RunningPlatform, count: int, due_in_s: float = 0.0) -> None:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=due_in_s)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in_s)
     with requests.Session() as session:
         for i in range(count):
             response = session.post(

@@ -60,7 +60,7 @@ def redis_platform(
 
 
 def schedule(platform: RunningPlatform, count: int, due_in_s: float = 0.0) -> list[str]:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=due_in_s)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in_s)
     ids = []
     with requests.Session() as session:
         for i in range(count):

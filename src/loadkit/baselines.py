@@ -13,7 +13,7 @@ import difflib
 import math
 import os
 import re
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -34,11 +34,6 @@ from pydantic import (
 )
 
 from loadkit import endpoints
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - only on Python 3.10
-    import tomli as tomllib
 
 # ---------------------------------------------------------------------------------------------
 # Names: scenarios, profiles, requests, custom metrics. Everything validation accepts is here.

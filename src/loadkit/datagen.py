@@ -15,7 +15,7 @@ import random
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FIRST_NAMES = (
@@ -89,7 +89,7 @@ class DataFactory:
 
     def schedule_call(self, *, delay_s: tuple[float, float] = (0.0, 30.0)) -> dict[str, Any]:
         """Body of ``POST /api/calls``: a call due within ``delay_s`` seconds from now."""
-        when = datetime.now(timezone.utc) + timedelta(seconds=self.rng.uniform(*delay_s))
+        when = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(*delay_s))
         return {
             "phone_number": self.phone_number(),
             "scheduled_at": when.isoformat(timespec="milliseconds"),
@@ -108,7 +108,7 @@ class DataFactory:
     def analytics_query(self) -> dict[str, str]:
         """Query of the dashboard: a realistic range (today .. 90 days), sometimes one campaign."""
         days = self.rng.choice((1, 1, 7, 7, 7, 30, 30, 90))
-        end = datetime.now(timezone.utc)
+        end = datetime.now(UTC)
         params = {
             "from": (end - timedelta(days=days)).isoformat(timespec="seconds"),
             "to": end.isoformat(timespec="seconds"),

@@ -8,7 +8,7 @@ names the platform team's guide uses; every other knob is prefixed ``LOADKIT_``.
 from __future__ import annotations
 
 import ipaddress
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,14 +35,14 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message is one line naming the variable."""
 
 
-class AuthScheme(str, Enum):
+class AuthScheme(StrEnum):
     """How the API key travels: the ``X-API-Key`` header, or ``Authorization: Bearer``."""
 
     HEADER = "header"
     BEARER = "bearer"
 
 
-class QueueSourceKind(str, Enum):
+class QueueSourceKind(StrEnum):
     """Where the queue depth is sampled from during a run."""
 
     AUTO = "auto"

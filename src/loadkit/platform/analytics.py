@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from loadkit.platform.store import COMPLETED, DashboardTotals
@@ -27,11 +27,11 @@ class DashboardQuery:
 
     @property
     def first_day(self) -> date:
-        return self.start.astimezone(timezone.utc).date()
+        return self.start.astimezone(UTC).date()
 
     @property
     def last_day(self) -> date:
-        return self.end.astimezone(timezone.utc).date()
+        return self.end.astimezone(UTC).date()
 
 
 def parse_bound(text: str) -> datetime:
@@ -51,7 +51,7 @@ def parse_bound(text: str) -> datetime:
                 parsed = datetime.combine(date.fromisoformat(candidate), time())
             except ValueError:
                 continue
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     raise ValueError("must be an ISO-8601 date or date-time, e.g. 2030-01-31T00:00:00Z")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from typing import Any
 
 from loadkit.platform import store as st
@@ -79,7 +79,7 @@ class Handlers:
             phone_number=phone,
             campaign_id=campaign_id,
             scheduled_at=scheduled_at,
-            day=scheduled_at.astimezone(timezone.utc).date().toordinal(),
+            day=scheduled_at.astimezone(UTC).date().toordinal(),
             status=st.SCHEDULED,
             metadata=metadata,
         )

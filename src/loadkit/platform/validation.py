@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 #: E.164: "+", then 8 to 15 digits, the first not 0. ASCII digits only (``\d`` would take any
@@ -117,10 +117,10 @@ def check_delay_s(value: Any) -> str | None:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def isoformat_utc(epoch_s: float) -> str:
     """Epoch seconds as ISO-8601 UTC text with a ``Z`` (the platform's own timestamps)."""
-    stamp = datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")

@@ -269,7 +269,14 @@ def run_probe(
 ) -> tuple[dict[str, Any], str]:
     """Run the outputs probe headless (hard timeout 40 s); its evidence and Locust's output."""
     evidence = tmp_path / "probe.json"
-    env = kit_env(platform.url, LOADKIT_OUTPUTS_PROBE_OUT=str(evidence), **(env_extra or {}))
+    # The probe's users call GET /api/queue/stats themselves: the kit's own queue sampler would
+    # add requests to the platform's count that Locust never made.
+    env = kit_env(
+        platform.url,
+        LOADKIT_OUTPUTS_PROBE_OUT=str(evidence),
+        LOADKIT_QUEUE_SOURCE="off",
+        **(env_extra or {}),
+    )
     env = {k: v for k, v in env.items() if not k.startswith("LOCUST_")}
     command = [
         sys.executable, "-m", "locust", "-f", str(PROBE), "--headless",

@@ -47,3 +47,44 @@ def test_main_refuses_before_binding(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_the_flag_is_documented_as_container_only() -> None:
     assert "container" in build_parser().format_help()
+
+
+def test_platform_started_by_a_launcher_exits_when_the_launcher_is_killed(tmp_path) -> None:
+    """A SIGKILLed parent cannot stop its platform; the platform notices and leaves by itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from loadkit.platform.launcher import start_platform\n"
+        "with start_platform('k-123456') as platform:\n"
+        "    print(platform.process.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
+    try:
+        assert parent.stdout is not None
+        platform_pid = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while _alive(platform_pid):
+            assert time.monotonic() < deadline, "the platform outlived its killed launcher"
+            time.sleep(0.2)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not reaped by init yet, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -23,7 +23,7 @@ from typing import IO, Any
 import requests
 
 from loadkit.endpoints import PLATFORM_COUNTERS, QUEUE_STATS
-from loadkit.platform.protocol import API_KEY_ENV, LISTENING_PREFIX
+from loadkit.platform.protocol import API_KEY_ENV, LISTENING_PREFIX, PARENT_PID_ENV
 
 STOP_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 5.0
@@ -87,7 +87,12 @@ def start_platform(
     ``API_KEY`` in it. On exit the process gets SIGTERM, then SIGKILL if it lingers. Raises
     :class:`PlatformStartError` if it exits or stays silent for ``startup_timeout_s``.
     """
-    child_env = {**os.environ, **(env or {}), API_KEY_ENV: api_key}
+    child_env = {
+        **os.environ,
+        **(env or {}),
+        API_KEY_ENV: api_key,
+        PARENT_PID_ENV: str(os.getpid()),
+    }
     command = [sys.executable, "-m", "loadkit.platform", "--port", "0", *extra_args]
     with tempfile.TemporaryFile() as stderr_file:
         process = subprocess.Popen(

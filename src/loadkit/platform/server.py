@@ -29,12 +29,13 @@ from loadkit.platform.config import (
     add_platform_arguments,
     config_from_args,
 )
-from loadkit.platform.protocol import LISTENING_PREFIX
+from loadkit.platform.protocol import LISTENING_PREFIX, PARENT_PID_ENV
 from loadkit.platform.queue_backend import QueueBackendError
 
 DEFAULT_PROG = "python -m loadkit.platform"
 BACKLOG = 1024
 STOP_TIMEOUT_S = 2.0
+PARENT_CHECK_INTERVAL_S = 1.0
 
 
 class _QuietHandler(WSGIHandler):
@@ -95,6 +96,7 @@ def serve(config: PlatformConfig) -> int:
     handlers = [
         gevent.signal_handler(sig, stop_requested.set) for sig in (signal.SIGTERM, signal.SIGINT)
     ]
+    watcher = _watch_parent(stop_requested)
     try:
         server.start()
         _print_line(LISTENING_PREFIX + server_url(server))
@@ -102,9 +104,25 @@ def serve(config: PlatformConfig) -> int:
     finally:
         for handler in handlers:
             handler.cancel()
+        if watcher is not None:
+            watcher.kill(block=False)
         server.stop(timeout=STOP_TIMEOUT_S)
         app.stop()
     return 0
+
+
+def _watch_parent(stop_requested: Event) -> gevent.Greenlet | None:
+    """With ``PARENT_PID_ENV`` set, stop once the launching process has gone."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not parent.isdigit():
+        return None
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            gevent.sleep(PARENT_CHECK_INTERVAL_S)
+        stop_requested.set()
+
+    return gevent.spawn(watch)
 
 
 def _print_line(line: str) -> None:

@@ -5,11 +5,14 @@ Thin glue around pure code (``recorder``, ``baselines``, ``verdict``, ``verdict_
 * ``init`` (local runner or master): resolve the scenario, load and validate the baseline -- a
   bad file exits 2 before any user starts; attach the recorder (every process, so workers ship
   their samples).
-* headless ``quitting`` (local or master): wait for the workers' final samples, judge, write
-  ``verdict.json`` / ``junit.xml`` / ``summary.txt`` and set the process exit code; the console
-  summary is printed at ``quit``, after Locust's own tables.
-* web UI ``test_stop``: judge each stopped test (the page shows it); no exit code.
-* while running: an abort watch (``abort_on_fail`` criteria) checks every second.
+* headless ``quitting`` (local or master): judge, write ``verdict.json`` / ``junit.xml`` /
+  ``summary.txt`` and set the process exit code (the workers' final samples arrive within tens
+  of ms of ``test_stop``, before the master quits); the console summary is printed at ``quit``,
+  after Locust's own tables.
+* web UI ``test_stop``: judge each stopped test once the workers' next reports are in (they send
+  nothing extra on a stop); no exit code.
+* while running: an abort watch (``abort_on_fail`` criteria) checks every second, and on a
+  master a lost worker ends the run (``worker_watch``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from loadkit.queue_sources import QueueSourceError
 from loadkit.redact import install_secret_filter
 from loadkit.settings import Settings, SettingsError, load_settings
 from loadkit.staged_shape import add_profile_arguments
+from loadkit.stats_total import keep_out_of_total
 from loadkit.verdict_hook import add_verdict_arguments
 from loadkit.worker_watch import add_worker_arguments
 
@@ -77,6 +78,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     environment.loadkit = ctx  # type: ignore[attr-defined]
     if settings.api_key_value:
         install_secret_filter([settings.api_key_value])
+    keep_out_of_total(environment.stats)
     verdict_hook.install(environment)
     arrival.install(environment)
     install_outputs(environment)

@@ -13,34 +13,30 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-
-from pydantic import SecretStr
 
 from loadkit import __version__
 from loadkit.arrival_schedule import ArrivalPlan, parse_rate
-from loadkit.baselines import Baseline, BaselineError, default_baseline_path, load_baseline
+from loadkit.baselines import BaselineError, default_baseline_path, load_baseline
 from loadkit.preflight import run_preflight
-from loadkit.profile_summary import profile_summary, write_profile_report
 from loadkit.profiles import ProfileError, Stage, resolve_profile
 from loadkit.run_all import StepOutcome, render_steps
 from loadkit.runner import (
     MissingKeyError,
+    PreparedRun,
     RunPlan,
+    check_target,
     child_env,
-    locust_command,
+    execute,
     new_results_dir,
-    run_locust,
+    run_worker,
     target,
     ui_command,
-    worker_commands,
 )
 from loadkit.scenarios import SCENARIOS, UnknownScenarioError, get_scenario
-from loadkit.settings import Settings, SettingsError, load_settings
+from loadkit.settings import SettingsError, load_settings
 from loadkit.topology import (
     DEFAULT_MASTER_PORT,
     LOCAL_MASTER_HOST,
@@ -245,22 +241,6 @@ def _topology(args: argparse.Namespace) -> Topology:
     return Topology()
 
 
-def _run_worker(plan: RunPlan) -> int:
-    """A cluster worker: no target, results or verdict of its own; the master has them."""
-    say(f"worker of {plan.topology.master_host}:{plan.topology.master_port}")
-    command = worker_commands(replace(plan, topology=replace(plan.topology, local_workers=1)))[0]
-    return run_processes(command, [], dict(os.environ))
-
-
-@dataclass(frozen=True)
-class PreparedRun:
-    """A run whose every input was checked: nothing is sent before this exists."""
-
-    plan: RunPlan
-    stages: tuple[Stage, ...]
-    baseline: Baseline | None
-
-
 def _prepare(args: argparse.Namespace, locust_extra: list[str]) -> PreparedRun:
     scenario = get_scenario(args.scenario)
     topology = _topology(args)
@@ -299,41 +279,17 @@ def _prepare(args: argparse.Namespace, locust_extra: list[str]) -> PreparedRun:
     return PreparedRun(plan, stages, baseline)
 
 
-def _execute(prepared: PreparedRun, url: str, key: str) -> tuple[int, Path]:
-    """Run Locust for a prepared run against ``url``; returns (exit code, results folder)."""
-    plan = prepared.plan
-    run_dir = new_results_dir(plan.results_root, plan.scenario.name, plan.profile)
-    say(f"results: {run_dir}")
-    env = child_env(url, key, run_dir, plan.scenario.name)
-    code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
-    report = profile_summary(plan.profile, prepared.stages, run_dir, prepared.baseline)
-    if report:
-        print("\n".join(report), flush=True)
-        write_profile_report(run_dir, report)
-    say(f"results: {run_dir} (exit code {code})")
-    return code, run_dir
-
-
 def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     args.results_root = settings.results_dir
     prepared = _prepare(args, locust_extra)
     if prepared.plan.topology.role == "worker":
-        return _run_worker(prepared.plan)
+        return run_worker(prepared.plan, say)
     with target(settings, say) as (url, key):
-        if not args.skip_preflight and not _preflight(settings, url, key):
+        if not args.skip_preflight and not check_target(settings, url, key, say):
             return EXIT_INVALID
-        code, _ = _execute(prepared, url, key)
+        code, _ = execute(prepared, url, key, say)
     return code
-
-
-def _preflight(settings: Settings, url: str, key: str) -> bool:
-    """The preflight checks against the run's target, before any load; lines on stderr."""
-    checked = settings.model_copy(update={"api_url": url, "api_key": SecretStr(key)})
-    if run_preflight(checked, out=sys.stderr, api_url=url):
-        return True
-    say("preflight failed: nothing was sent (--skip-preflight runs anyway)")
-    return False
 
 
 def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
@@ -350,11 +306,11 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             steps.append((f"{scenario} {profile}", _prepare(step_args, locust_extra)))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):
-        if not args.skip_preflight and not _preflight(settings, url, key):
+        if not args.skip_preflight and not check_target(settings, url, key, say):
             return EXIT_INVALID
         for label, prepared in steps:
             say(f"step {len(outcomes) + 1}/{len(steps)}: {label}")
-            code, run_dir = _execute(prepared, url, key)
+            code, run_dir = execute(prepared, url, key, say)
             plan = prepared.plan
             outcomes.append(StepOutcome.read(plan.scenario.name, plan.profile or "", code, run_dir))
             if code != 0 and not args.keep_going:

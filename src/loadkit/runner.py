@@ -11,12 +11,17 @@ import contextlib
 import os
 import secrets
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from loadkit.profiles import PROFILES
+from pydantic import SecretStr
+
+from loadkit.baselines import Baseline
+from loadkit.preflight import run_preflight
+from loadkit.profile_summary import profile_summary, write_profile_report
+from loadkit.profiles import PROFILES, Stage
 from loadkit.scenarios import Scenario, shapes_dir
 from loadkit.settings import Settings
 from loadkit.topology import Topology, run_processes
@@ -152,3 +157,50 @@ def child_env(url: str, key: str, run_dir: Path, scenario: str) -> dict[str, str
     env = dict(os.environ)
     env.update({"API_URL": url, "API_KEY": key, RUN_DIR_ENV: str(run_dir), SCENARIO_ENV: scenario})
     return env
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run whose every input was checked: nothing is sent before this exists."""
+
+    plan: RunPlan
+    stages: tuple[Stage, ...]
+    baseline: Baseline | None
+
+
+def execute(
+    prepared: PreparedRun, url: str, key: str, announce: Callable[[str], None]
+) -> tuple[int, Path]:
+    """Run Locust for a prepared run against ``url``; returns (exit code, results folder).
+
+    After Locust exits (its files are complete then) the profile's own report is printed and
+    kept in the results folder.
+    """
+    plan = prepared.plan
+    run_dir = new_results_dir(plan.results_root, plan.scenario.name, plan.profile)
+    announce(f"results: {run_dir}")
+    env = child_env(url, key, run_dir, plan.scenario.name)
+    code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
+    report = profile_summary(plan.profile, prepared.stages, run_dir, prepared.baseline)
+    if report:
+        print("\n".join(report), flush=True)
+        write_profile_report(run_dir, report)
+    announce(f"results: {run_dir} (exit code {code})")
+    return code, run_dir
+
+
+def check_target(settings: Settings, url: str, key: str, announce: Callable[[str], None]) -> bool:
+    """The preflight checks against the run's target, before any load; lines on stderr."""
+    checked = settings.model_copy(update={"api_url": url, "api_key": SecretStr(key)})
+    if run_preflight(checked, out=sys.stderr, api_url=url):
+        return True
+    announce("preflight failed: nothing was sent (--skip-preflight runs anyway)")
+    return False
+
+
+def run_worker(plan: RunPlan, announce: Callable[[str], None]) -> int:
+    """A cluster worker: no target, results or verdict of its own; the master has them."""
+    announce(f"worker of {plan.topology.master_host}:{plan.topology.master_port}")
+    topology = replace(plan.topology, local_workers=1)
+    command = worker_commands(replace(plan, topology=topology))[0]
+    return run_processes(command, [], dict(os.environ))

@@ -8,6 +8,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from loadkit.endpoints import CALLS
 from loadkit.platform.launcher import RunningPlatform, start_platform
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +85,29 @@ def run_kit_command(
     )
     runs = sorted(results.glob("*/")) if results.exists() else []
     return RunResult(done.returncode, done.stdout + done.stderr, runs[-1] if runs else None)
+
+
+def schedule_calls(
+    platform: RunningPlatform, count: int, due_in_s: float = 0.0, campaign_id: str = "test"
+) -> list[str]:
+    """Schedule ``count`` calls due in ``due_in_s`` (straight HTTP, not load); returns their ids."""
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in_s)
+    ids = []
+    with requests.Session() as session:
+        for i in range(count):
+            response = session.post(
+                platform.url + CALLS,
+                json={
+                    "phone_number": f"+1415555{i:04d}",
+                    "scheduled_at": when.isoformat(),
+                    "campaign_id": campaign_id,
+                },
+                headers={"X-API-Key": TEST_API_KEY},
+                timeout=5,
+            )
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+    return ids
 
 
 @pytest.fixture(scope="module")

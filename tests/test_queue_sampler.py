@@ -4,7 +4,6 @@ headless series file, never on workers)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -17,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import TEST_API_KEY, kit_env
+from conftest import TEST_API_KEY, kit_env, schedule_calls
 from fixtures_redis import free_port
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadkit.endpoints import CALLS
 from loadkit.platform.launcher import RunningPlatform, start_platform
 from loadkit.queue_hook import install_queue_sampler, queue_gauges
 from loadkit.queue_sampler import QueueSampler, nearest_rank, summarize
@@ -73,23 +71,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now_s
-
-
-def schedule_burst(platform: RunningPlatform, count: int, due_in_s: float = 0.0) -> None:
-    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in_s)
-    with requests.Session() as session:
-        for i in range(count):
-            response = session.post(
-                platform.url + CALLS,
-                json={
-                    "phone_number": f"+1415555{i:04d}",
-                    "scheduled_at": when.isoformat(),
-                    "campaign_id": "queue-test",
-                },
-                headers={"X-API-Key": TEST_API_KEY},
-                timeout=5,
-            )
-            assert response.status_code == 201, response.text
 
 
 # -- summary math --------------------------------------------------------------------------------
@@ -200,7 +181,7 @@ def test_depth_rises_under_a_burst_and_the_summary_shows_it() -> None:
         sampler = QueueSampler(source_from_settings(settings_for(platform.url)), 0.2)  # type: ignore[arg-type]
         sampler.start()
         time.sleep(0.3)
-        schedule_burst(platform, 40)
+        schedule_calls(platform, 40, campaign_id="queue-test")
         time.sleep(1.2)
         sampler.stop()
     summary = sampler.summary()

@@ -3,7 +3,6 @@ kit's Redis source, compared with ``GET /api/queue/stats``; and Redis down, said
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import itertools
 import os
@@ -14,10 +13,10 @@ from contextlib import AbstractContextManager
 import pytest
 import redis
 import requests
-from conftest import TEST_API_KEY
+from conftest import TEST_API_KEY, schedule_calls
 from fixtures_redis import RedisServer, free_port, redis_server  # noqa: F401 (fixture)
 
-from loadkit.endpoints import CALL_RETRY, CALLS
+from loadkit.endpoints import CALL_RETRY
 from loadkit.platform.launcher import PlatformStartError, RunningPlatform, start_platform
 from loadkit.platform.redis_queue import DELAY_SCORE_FACTOR
 from loadkit.preflight import run_preflight
@@ -60,23 +59,7 @@ def redis_platform(
 
 
 def schedule(platform: RunningPlatform, count: int, due_in_s: float = 0.0) -> list[str]:
-    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in_s)
-    ids = []
-    with requests.Session() as session:
-        for i in range(count):
-            response = session.post(
-                platform.url + CALLS,
-                json={
-                    "phone_number": f"+1415555{i:04d}",
-                    "scheduled_at": when.isoformat(),
-                    "campaign_id": "redis-test",
-                },
-                headers={"X-API-Key": TEST_API_KEY},
-                timeout=5,
-            )
-            assert response.status_code == 201, response.text
-            ids.append(response.json()["id"])
-    return ids
+    return schedule_calls(platform, count, due_in_s, campaign_id="redis-test")
 
 
 def retry(platform: RunningPlatform, call_id: str, delay_s: float) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loadkit.endpoints import NON_HTTP_REQUEST_TYPES
 from loadkit.histogram import LatencyHistogram
 from loadkit.metrics import EndpointMetrics
+from loadkit.run_clock import RunClock
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -121,10 +122,10 @@ class RunRecorder:
         run_id: str | None = None,
     ) -> None:
         """Forget everything and start a new run at the given (or current) clock pair."""
-        self._start_epoch_s = time.time() if start_epoch_s is None else start_epoch_s
-        self._start_mono_s = time.monotonic() if start_mono_s is None else start_mono_s
-        #: Added to a monotonic reading it gives the epoch time.
-        self._epoch_offset_s = self._start_epoch_s - self._start_mono_s
+        clock = RunClock.started(start_epoch_s, start_mono_s)
+        self._start_epoch_s = clock.start_epoch_s
+        #: Kept as a plain attribute: ``record`` (the hot path) reads it on every request.
+        self._epoch_offset_s = clock.epoch_offset_s
         self._rows = {}
         #: Identifies the run; reports carrying another run id are dropped as stale.
         self.run_id = run_id

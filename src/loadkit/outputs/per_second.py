@@ -35,12 +35,12 @@ master as far as the machines' wall clocks agree.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from loadkit.endpoints import NON_HTTP_REQUEST_TYPES
 from loadkit.histogram import LatencyHistogram
+from loadkit.run_clock import RunClock
 
 #: Name and method of the per-second HTTP total (JOB timings excluded), as in the recorder.
 AGGREGATED_NAME: Final = "Aggregated"
@@ -93,11 +93,11 @@ class PerSecondSeries:
         run_id: str | None = None,
     ) -> None:
         """Forget everything and start a new run at the given (or current) clock pair."""
-        self.start_epoch_s = time.time() if start_epoch_s is None else start_epoch_s
-        start_mono_s = time.monotonic() if start_mono_s is None else start_mono_s
-        #: Added to a monotonic reading it gives the epoch time.
-        self._epoch_offset_s = self.start_epoch_s - start_mono_s
-        self._start_second = math.floor(self.start_epoch_s)
+        self._clock = clock = RunClock.started(start_epoch_s, start_mono_s)
+        self.start_epoch_s = clock.start_epoch_s
+        #: Kept as a plain attribute: ``record`` (the hot path) reads it on every request.
+        self._epoch_offset_s = clock.epoch_offset_s
+        self._start_second = clock.start_second
         #: Identifies the run; deltas carrying another run id are dropped as stale.
         self.run_id = run_id
         #: epoch second -> {(method, name): cell}
@@ -119,7 +119,7 @@ class PerSecondSeries:
 
     def epoch_s(self, now_mono_s: float) -> float:
         """The epoch time of monotonic reading ``now_mono_s`` on this series' clock."""
-        return now_mono_s + self._epoch_offset_s
+        return self._clock.epoch_s(now_mono_s)
 
     def stop(self, now_mono_s: float) -> None:
         """Mark the end of the run: quiet seconds after it get no (empty) lines."""
@@ -152,7 +152,7 @@ class PerSecondSeries:
 
     def second_of(self, now_mono_s: float) -> int:
         """The epoch second that monotonic reading ``now_mono_s`` falls in."""
-        return math.floor(now_mono_s + self._epoch_offset_s)
+        return self._clock.second_of(now_mono_s)
 
     def sample_users(self, users: int, second: int) -> None:
         """Remember the number of running users for ``second`` (its last sample wins)."""

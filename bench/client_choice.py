@@ -1,9 +1,9 @@
 """FastHttpUser or HttpUser, and what the kit adds per request: a benchmark, not a test.
 
-The kit's users are ``FastHttpUser`` (``loadkit.user.PlatformUser``) because a load generator's
-CPU per request sets how much load one core can drive. This measures that figure with real Locust
-against the real reference platform on loopback, for three locustfiles doing the same checked
-``GET /health`` (X-API-Key header, connect/read timeouts, status and JSON body checked):
+The kit's users are ``FastHttpUser`` (``loadkit.plugin.user.PlatformUser``) because a load
+generator's CPU per request sets how much load one core can drive. This measures that figure with
+real Locust against the real reference platform on loopback, for three locustfiles doing the same
+checked ``GET /health`` (X-API-Key header, connect/read timeouts, status and JSON body checked):
 
 * ``kit``      -- the kit's ``locustfiles/health.py``: FastHttpUser plus the kit's plugin
   (settings, recorder, response checks, verdict), run the way ``loadkit run`` runs it;
@@ -43,7 +43,7 @@ HEALTH_KEY = f"GET {HEALTH}"
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 
-# The same check as loadkit.checks.expect_json(response, 200, equals={"status": "ok"}).
+# The same check as loadkit.workload.checks.expect_json(response, 200, equals={"status": "ok"}).
 _CHECK = """
 def check(response):
     if response.status_code != 200:

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable
 
-from loadkit.recorder import RunRecorder
+from loadkit.measure.recorder import RunRecorder
 
 CALLS = 200_000
 REPEATS = 5
@@ -75,7 +75,7 @@ def bench_locust_event(with_recorder: bool) -> float:
     from locust.env import Environment
     from locust.event import Events
 
-    from loadkit.recorder import attach
+    from loadkit.measure.recorder import attach
 
     class _Idle(User):
         abstract = True

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 from locust import between, task
 
 from loadkit import endpoints
-from loadkit.checks import expect_json
-from loadkit.user import PlatformUser
+from loadkit.plugin.user import PlatformUser
+from loadkit.workload.checks import expect_json
 
 DASHBOARD_FIELDS = ("total_calls", "by_status", "by_day", "success_rate")
 

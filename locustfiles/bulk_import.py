@@ -9,10 +9,10 @@ import time
 from locust import between, task
 
 from loadkit import endpoints
-from loadkit.checks import expect_json
-from loadkit.datagen import multipart_form
-from loadkit.import_jobs import report_processing_time, wait_for_import
-from loadkit.user import PlatformUser
+from loadkit.plugin.user import PlatformUser
+from loadkit.workload.checks import expect_json
+from loadkit.workload.datagen import multipart_form
+from loadkit.workload.import_jobs import report_processing_time, wait_for_import
 
 
 class BulkImportUser(PlatformUser):

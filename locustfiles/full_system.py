@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 from locust import between, task
 
 from loadkit import endpoints
-from loadkit.checks import expect_json
-from loadkit.recent_calls import RecentCalls
-from loadkit.user import PlatformUser
+from loadkit.plugin.user import PlatformUser
+from loadkit.workload.checks import expect_json
+from loadkit.workload.recent_calls import RecentCalls
 
 
 class FullSystemUser(PlatformUser):

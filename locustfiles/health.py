@@ -7,8 +7,8 @@ between requests, so the rate is limited only by the platform and the generator.
 from locust import constant, task
 
 from loadkit import endpoints
-from loadkit.checks import expect_json
-from loadkit.user import PlatformUser
+from loadkit.plugin.user import PlatformUser
+from loadkit.workload.checks import expect_json
 
 
 class HealthUser(PlatformUser):

@@ -10,9 +10,9 @@ within the next 30 s, so the platform's queue fills and its dispatchers have wor
 from locust import task
 
 from loadkit import endpoints
-from loadkit.arrival import ArrivalRateUser
-from loadkit.checks import expect_json
-from loadkit.user import PlatformUser
+from loadkit.plugin.arrival import ArrivalRateUser
+from loadkit.plugin.user import PlatformUser
+from loadkit.workload.checks import expect_json
 
 
 class SchedulingUser(ArrivalRateUser, PlatformUser):

@@ -6,8 +6,8 @@ daily load; its steady throughput is the number later runs are compared with.
     locust -f locustfiles/health.py,shapes/average.py --headless
 """
 
-from loadkit.profiles import PROFILES
-from loadkit.staged_shape import StagedShape
+from loadkit.core.profiles import PROFILES
+from loadkit.plugin.staged_shape import StagedShape
 
 
 class AverageShape(StagedShape):

@@ -5,7 +5,7 @@ For a question none of the named profiles asks, e.g. a slow ramp to find a knee:
     locust -f locustfiles/health.py,shapes/custom.py --headless --stage 2m:50 --stage 1m:50
 """
 
-from loadkit.staged_shape import StagedShape
+from loadkit.plugin.staged_shape import StagedShape
 
 
 class CustomShape(StagedShape):

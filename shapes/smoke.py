@@ -6,8 +6,8 @@ anyone spends minutes on a bigger profile. It proves nothing about capacity.
     locust -f locustfiles/health.py,shapes/smoke.py --headless
 """
 
-from loadkit.profiles import PROFILES
-from loadkit.staged_shape import StagedShape
+from loadkit.core.profiles import PROFILES
+from loadkit.plugin.staged_shape import StagedShape
 
 
 class SmokeShape(StagedShape):

@@ -7,8 +7,8 @@ pools, filling disks show up here, not in short runs).
     locust -f locustfiles/health.py,shapes/soak.py --headless
 """
 
-from loadkit.profiles import PROFILES
-from loadkit.staged_shape import StagedShape
+from loadkit.core.profiles import PROFILES
+from loadkit.plugin.staged_shape import StagedShape
 
 
 class SoakShape(StagedShape):

@@ -7,8 +7,8 @@ P95 latency comes back to its pre-spike level once the load drops. The first sta
     locust -f locustfiles/health.py,shapes/spike.py --headless
 """
 
-from loadkit.profiles import PROFILES
-from loadkit.staged_shape import StagedShape
+from loadkit.core.profiles import PROFILES
+from loadkit.plugin.staged_shape import StagedShape
 
 
 class SpikeShape(StagedShape):

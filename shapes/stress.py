@@ -7,8 +7,8 @@ knee instead of holding one level.
     locust -f locustfiles/health.py,shapes/stress.py --headless
 """
 
-from loadkit.profiles import PROFILES
-from loadkit.staged_shape import StagedShape
+from loadkit.core.profiles import PROFILES
+from loadkit.plugin.staged_shape import StagedShape
 
 
 class StressShape(StagedShape):

@@ -73,7 +73,7 @@ def run_kit_command(
     args = list(args)
     split = args.index("--") if "--" in args else len(args)
     args[split:split] = ["--results", str(results)]
-    command = [sys.executable, "-m", "loadkit.cli", *args]
+    command = [sys.executable, "-m", "loadkit.cli.main", *args]
     done = subprocess.run(
         command,
         env=env,

@@ -14,17 +14,8 @@ import pytest
 from locust import User, task
 from locust.env import Environment
 
-from loadkit import cli
-from loadkit.arrival import (
-    ArrivalRateUser,
-    add_arrival_arguments,
-    arrival_counters,
-    install,
-    read_arrival_options,
-    summary_line,
-    tracker_of,
-)
-from loadkit.arrival_schedule import (
+from loadkit.cli import main as cli
+from loadkit.core.arrival_schedule import (
     Admission,
     ArrivalError,
     ArrivalPlan,
@@ -38,9 +29,18 @@ from loadkit.arrival_schedule import (
     parse_rate_stage,
     parse_rate_stages,
 )
+from loadkit.core.profiles import ProfileError
 from loadkit.endpoints import INTENDED_REQUEST_TYPE
-from loadkit.profiles import ProfileError
-from loadkit.recorder import RunRecorder
+from loadkit.measure.recorder import RunRecorder
+from loadkit.plugin.arrival import (
+    ArrivalRateUser,
+    add_arrival_arguments,
+    arrival_counters,
+    install,
+    read_arrival_options,
+    summary_line,
+    tracker_of,
+)
 
 # -- parsing --------------------------------------------------------------------------------------
 
@@ -358,7 +358,7 @@ def test_counters_are_empty_without_an_arrival_rate_run() -> None:
 
 
 def test_user_class_mistakes_fail_at_class_definition() -> None:
-    from loadkit.user import PlatformUser
+    from loadkit.plugin.user import PlatformUser
 
     with pytest.raises(TypeError, match="plain @task methods"):
 

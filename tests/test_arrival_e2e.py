@@ -90,7 +90,7 @@ class Run:
 
 
 def loadkit_run(args: Sequence[str], platform: RunningPlatform, tmp_path: Path) -> Run:
-    command = [sys.executable, "-m", "loadkit.cli", "run", "scheduling", *args]
+    command = [sys.executable, "-m", "loadkit.cli.main", "run", "scheduling", *args]
     command[5:5] = ["--results", str(tmp_path / "results")]
     return Run(command, kit_env(platform.url), tmp_path / "output.txt")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loadkit import baselines
-from loadkit.baselines import (
+from loadkit.core import baselines
+from loadkit.core.baselines import (
     PROFILES,
     SCENARIO_REQUESTS,
     SCENARIOS,

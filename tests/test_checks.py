@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadkit.checks import expect_json
+from loadkit.workload.checks import expect_json
 
 
 @dataclass

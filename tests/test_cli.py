@@ -11,19 +11,19 @@ import requests
 from conftest import REPO_ROOT, TEST_API_KEY, kit_env
 
 from loadkit import __version__
-from loadkit.scenarios import SCENARIOS
+from loadkit.registry import SCENARIOS
 
 
 def loadkit(*args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadkit.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "loadkit.cli.main", *args], capture_output=True, text=True,
         timeout=timeout_s, cwd=REPO_ROOT, env=kit_env(None), stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
 def test_target_serves_the_platform_with_its_own_options_until_sigterm() -> None:
     command = [
-        sys.executable, "-m", "loadkit.cli", "target", "--port", "0",
+        sys.executable, "-m", "loadkit.cli.main", "target", "--port", "0",
         "--latency", "GET /health=50",
     ]  # fmt: skip
     target = subprocess.Popen(
@@ -71,13 +71,13 @@ def test_users_with_a_profile_is_a_usage_error() -> None:
 
 def test_preflight_command_exit_codes(platform) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "loadkit.cli", "preflight"], capture_output=True, text=True,
+        [sys.executable, "-m", "loadkit.cli.main", "preflight"], capture_output=True, text=True,
         timeout=30, env=kit_env(platform.url), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.startswith(f"✓ API reachable: {platform.url}")
     rejected = subprocess.run(
-        [sys.executable, "-m", "loadkit.cli", "preflight"], capture_output=True, text=True,
+        [sys.executable, "-m", "loadkit.cli.main", "preflight"], capture_output=True, text=True,
         timeout=30, env=kit_env(platform.url, api_key="wrong-key-123"), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert rejected.returncode == 1

@@ -28,11 +28,11 @@ from packaging.utils import canonicalize_name
 from pydantic import TypeAdapter
 
 from loadkit import endpoints
-from loadkit import locust_plugin as _plugin  # noqa: F401  (adds the kit's options to Locust's)
+from loadkit.core.profiles import PROFILES
 from loadkit.platform.config import config_from_args
 from loadkit.platform.server import build_parser as build_platform_parser
-from loadkit.profiles import PROFILES
-from loadkit.scenarios import SCENARIOS
+from loadkit.plugin import setup as _plugin  # noqa: F401  (adds the kit's options to Locust's)
+from loadkit.registry import SCENARIOS
 from loadkit.settings import Settings, env_name
 
 REPO = Path(__file__).resolve().parents[1]

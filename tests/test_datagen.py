@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from loadkit.datagen import CSV_COLUMNS, DataFactory, Namespace, multipart_form
+from loadkit.workload.datagen import CSV_COLUMNS, DataFactory, Namespace, multipart_form
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 

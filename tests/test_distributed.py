@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, kit_env, run_kit
 
+from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform
-from loadkit.topology import free_loopback_port
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def _worker_pids(parent_pid: int) -> list[int]:
 
 def _start_run(platform: RunningPlatform, results: Path, *extra: str) -> subprocess.Popen[str]:
     command = [
-        sys.executable, "-m", "loadkit.cli", "run", "health", "-u", "4", "-t", "60s",
+        sys.executable, "-m", "loadkit.cli.main", "run", "health", "-u", "4", "-t", "60s",
         "--workers", "2", "--results", str(results), *extra,
     ]  # fmt: skip
     return subprocess.Popen(
@@ -138,7 +138,7 @@ def test_master_and_worker_started_apart_form_one_cluster(
 ) -> None:
     """The cross-machine form (`--master` here, `--worker --master-host` there), on loopback."""
     port = str(free_loopback_port())
-    common = [sys.executable, "-m", "loadkit.cli", "run", "health", "--master-port", port]
+    common = [sys.executable, "-m", "loadkit.cli.main", "run", "health", "--master-port", port]
     worker = subprocess.Popen(
         [*common, "--worker", "--master-host", "127.0.0.1"], env=kit_env(fresh_platform.url),
         cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

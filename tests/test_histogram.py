@@ -13,7 +13,7 @@ from fractions import Fraction
 import msgpack
 import pytest
 
-from loadkit.histogram import LatencyHistogram, bucket_bounds_ms, bucket_index
+from loadkit.core.histogram import LatencyHistogram, bucket_bounds_ms, bucket_index
 
 PERCENTILES = (0, 0.1, 1, 25, 50, 75, 90, 95, 99, 99.9, 100)
 #: The documented tolerance for float noise just above a bucket edge (1e-8 ms).

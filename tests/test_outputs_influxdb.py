@@ -21,9 +21,9 @@ import pytest
 import requests
 from test_outputs_timeseries import free_port, http_rows, run_probe
 
-from loadkit.outputs.influxdb import InfluxUrlError, InfluxWriter, parse_influx_url
-from loadkit.outputs.line_protocol import encode_records, escape_key, format_line
 from loadkit.platform.launcher import RunningPlatform
+from loadkit.results.influxdb import InfluxUrlError, InfluxWriter, parse_influx_url
+from loadkit.results.line_protocol import encode_records, escape_key, format_line
 
 T_MS = 1_700_000_001_000
 
@@ -173,7 +173,7 @@ def test_a_down_influxdb_warns_once_keeps_points_and_never_raises(
         parse_influx_url(f"http://127.0.0.1:{port}/k6"),
         interval_s=0.05, max_buffered_lines=5, timeout_s=0.5,
     )  # fmt: skip
-    caplog.set_level(logging.WARNING, logger="loadkit.outputs")
+    caplog.set_level(logging.WARNING, logger="loadkit.plugin.outputs")
     writer.start()
     writer.add_lines(f"m value={i}i {i}" for i in range(8))  # 3 too many: the oldest go
     gevent.sleep(0.4)  # several failed attempts
@@ -191,7 +191,7 @@ def test_rejected_batches_are_dropped_not_retried(
 ) -> None:
     recording_server.status = 404
     writer = InfluxWriter(parse_influx_url(recording_server.url), interval_s=0.05)
-    caplog.set_level(logging.WARNING, logger="loadkit.outputs")
+    caplog.set_level(logging.WARNING, logger="loadkit.plugin.outputs")
     writer.add_lines(["m value=1i 1"])
     writer.start()
     wait_until(lambda: writer.lines_dropped == 1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from loadkit.outputs.per_second import PerSecondSeries
-from loadkit.outputs.plot import DPI, HEIGHT_IN, WIDTH_IN, main, plot_timeseries
-from loadkit.outputs.timeseries import JsonlWriter
+from loadkit.measure.per_second import PerSecondSeries
+from loadkit.results.plot import DPI, HEIGHT_IN, WIDTH_IN, main, plot_timeseries
+from loadkit.results.timeseries import JsonlWriter
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

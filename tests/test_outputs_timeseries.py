@@ -22,10 +22,10 @@ import pytest
 from conftest import kit_env
 
 from loadkit.endpoints import JOB_REQUEST_TYPE
-from loadkit.outputs import add_output_arguments, parse_output_spec
-from loadkit.outputs.per_second import PerSecondSeries
-from loadkit.outputs.timeseries import JsonlWriter, read_records
+from loadkit.measure.per_second import PerSecondSeries
 from loadkit.platform.launcher import RunningPlatform
+from loadkit.plugin.outputs import add_output_arguments, parse_output_spec
+from loadkit.results.timeseries import JsonlWriter, read_records
 
 PROBE = Path(__file__).parent / "locustfiles" / "outputs_probe.py"
 #: The fake clock's start: mid-second in wall-clock time, at an arbitrary monotonic reading.

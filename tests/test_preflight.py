@@ -10,8 +10,8 @@ import pytest
 from conftest import TEST_API_KEY
 from fixtures_redis import free_port
 
+from loadkit.cli.preflight import preflight_lines, run_preflight
 from loadkit.platform.launcher import RunningPlatform, start_platform
-from loadkit.preflight import preflight_lines, run_preflight
 from loadkit.settings import Settings
 
 WRONG_KEY = "lk-wrong-key-5d1e8a"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.profile_report import (
+from loadkit.core.profile_report import (
     HistoryRow,
     estimate_start_s,
     load_history,
@@ -18,7 +18,7 @@ from loadkit.profile_report import (
     spike_report,
     stress_report,
 )
-from loadkit.profiles import PROFILES, Stage, scale, users_at
+from loadkit.core.profiles import PROFILES, Stage, scale, users_at
 
 T0 = 1_700_000_000.0
 SPIKE = PROFILES["spike"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadkit.baselines import parse_baseline
-from loadkit.profile_summary import generator_rss, history_rows, profile_summary, stress_limits
-from loadkit.profiles import PROFILES
+from loadkit.cli.profile_summary import generator_rss, history_rows, profile_summary, stress_limits
+from loadkit.core.baselines import parse_baseline
+from loadkit.core.profiles import PROFILES
 
 
 def write_series(run_dir: Path, seconds: list[tuple[int, int, float, int]]) -> None:

@@ -19,8 +19,8 @@ import pytest
 from locust.argument_parser import LocustArgumentParser
 from locust.util.load_locustfile import load_locustfile
 
-from loadkit.profile_report import load_history, spike_report
-from loadkit.profiles import (
+from loadkit.core.profile_report import load_history, spike_report
+from loadkit.core.profiles import (
     PROFILE_PURPOSE,
     PROFILES,
     ProfileError,
@@ -35,7 +35,7 @@ from loadkit.profiles import (
     total_duration_s,
     users_at,
 )
-from loadkit.staged_shape import (
+from loadkit.plugin.staged_shape import (
     StagedShape,
     add_profile_arguments,
     make_shape_class,
@@ -482,7 +482,7 @@ LOCUSTFILE = '''\
 
 from locust import FastHttpUser, constant, events, task
 
-from loadkit.staged_shape import add_profile_arguments
+from loadkit.plugin.staged_shape import add_profile_arguments
 
 
 @events.init_command_line_parser.add_listener

@@ -21,16 +21,16 @@ from fixtures_redis import free_port
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadkit.platform.launcher import RunningPlatform, start_platform
-from loadkit.queue_hook import install_queue_sampler, queue_gauges
-from loadkit.queue_sampler import QueueSampler, nearest_rank, summarize
-from loadkit.queue_sources import (
+from loadkit.observe.queue_sampler import QueueSampler, nearest_rank, summarize
+from loadkit.observe.queue_sources import (
     HttpQueueSource,
     QueueSourceError,
     Reading,
     flatten_numbers,
     source_from_settings,
 )
+from loadkit.platform.launcher import RunningPlatform, start_platform
+from loadkit.plugin.queue import install_queue_sampler, queue_gauges
 from loadkit.settings import Settings
 
 KIT_VARS = ("REDIS_URL", "API_URL", "API_KEY")
@@ -229,7 +229,7 @@ from pathlib import Path
 
 from locust import User, constant, events, task
 
-from loadkit.queue_hook import install_queue_sampler
+from loadkit.plugin.queue import install_queue_sampler
 from loadkit.settings import load_settings
 
 

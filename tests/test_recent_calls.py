@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from loadkit.recent_calls import RecentCalls
+from loadkit.workload.recent_calls import RecentCalls
 
 
 class FakeClock:

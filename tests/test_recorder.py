@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from loadkit.endpoints import JOB_REQUEST_TYPE
-from loadkit.recorder import RunRecorder
+from loadkit.measure.recorder import RunRecorder
 
 PROBE = Path(__file__).parent / "locustfiles" / "recorder_probe.py"
 #: The fake clock's start: mid-second in wall-clock time, at an arbitrary monotonic reading.

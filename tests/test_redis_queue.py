@@ -16,17 +16,17 @@ import requests
 from conftest import TEST_API_KEY, schedule_calls
 from fixtures_redis import RedisServer, free_port, redis_server  # noqa: F401 (fixture)
 
+from loadkit.cli.preflight import run_preflight
 from loadkit.endpoints import CALL_RETRY
-from loadkit.platform.launcher import PlatformStartError, RunningPlatform, start_platform
-from loadkit.platform.redis_queue import DELAY_SCORE_FACTOR
-from loadkit.preflight import run_preflight
-from loadkit.queue_sources import (
+from loadkit.observe.queue_sources import (
     HttpQueueSource,
     QueueSourceError,
     RedisQueueSource,
     bull_keys,
     source_from_settings,
 )
+from loadkit.platform.launcher import PlatformStartError, RunningPlatform, start_platform
+from loadkit.platform.redis_queue import DELAY_SCORE_FACTOR
 from loadkit.settings import Settings
 
 STATES = ("waiting", "active", "delayed", "completed", "failed")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import TEST_API_KEY, kit_env, run_kit_command
 
+from loadkit.cli.run_all import StepOutcome, render_steps
 from loadkit.platform.launcher import RunningPlatform, start_platform
-from loadkit.run_all import StepOutcome, render_steps
 
 SCALED = ["--time-scale", "0.01", "--user-scale", "0.1", "--", "--only-summary"]
 

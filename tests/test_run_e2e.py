@@ -207,7 +207,7 @@ def test_sigterm_still_writes_results_and_an_interrupted_verdict(
     fresh_platform: RunningPlatform, tmp_path: Path
 ) -> None:
     command = [
-        sys.executable, "-m", "loadkit.cli", "run", "health", "-u", "2", "-t", "60s",
+        sys.executable, "-m", "loadkit.cli.main", "run", "health", "-u", "2", "-t", "60s",
         "--results", str(tmp_path),
     ]  # fmt: skip
     child = subprocess.Popen(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.baselines import (
+from loadkit.core.baselines import (
     PROFILES,
     SCENARIO_REQUESTS,
     SCENARIOS,
@@ -18,8 +18,8 @@ from loadkit.baselines import (
     load_baseline,
     parse_baseline,
 )
-from loadkit.metrics import EndpointMetrics
-from loadkit.verdict import (
+from loadkit.core.metrics import EndpointMetrics
+from loadkit.core.verdict import (
     EXIT_FAILED,
     EXIT_PASSED,
     AbortWatch,
@@ -27,7 +27,7 @@ from loadkit.verdict import (
     Verdict,
     evaluate,
 )
-from loadkit.verdict_output import (
+from loadkit.results.verdict_files import (
     VERDICT_SCHEMA,
     render_console,
     verdict_to_dict,

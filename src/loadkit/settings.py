@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loadkit import endpoints
-from loadkit.redis_url import check_redis_url
+from loadkit.core.redis_url import check_redis_url
 
 ENV_PREFIX = "LOADKIT_"
 #: Fields whose value never appears in an error message (a Redis URL may hold a password).

@@ -7,8 +7,8 @@ waits in between: the load the platform receives is set by its own response time
 from locust import constant, task
 
 from loadkit import endpoints
-from loadkit.checks import expect_json
-from loadkit.user import PlatformUser
+from loadkit.plugin.user import PlatformUser
+from loadkit.workload.checks import expect_json
 
 
 class ClosedSchedulingUser(PlatformUser):

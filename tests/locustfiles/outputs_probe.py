@@ -1,4 +1,4 @@
-"""Probe for the tests of ``loadkit.outputs``: real Locust with the outputs installed.
+"""Probe for the tests of ``loadkit.plugin.outputs``: real Locust with the outputs installed.
 
 Users call ``GET /health`` and ``GET /api/queue/stats`` on the reference platform and fire an
 occasional ``JOB`` timing (which must stay out of the HTTP total). The file registers
@@ -20,8 +20,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadkit import endpoints
-from loadkit.outputs import add_output_arguments, install_outputs
-from loadkit.user import PlatformUser
+from loadkit.plugin.outputs import add_output_arguments, install_outputs
+from loadkit.plugin.user import PlatformUser
 
 OUT_ENV = "LOADKIT_OUTPUTS_PROBE_OUT"
 JOB_NAME = "probe job"

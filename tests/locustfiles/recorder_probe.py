@@ -20,7 +20,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadkit.endpoints import JOB_REQUEST_TYPE
-from loadkit.recorder import REPORT_KEY, RunRecorder, attach
+from loadkit.measure.recorder import REPORT_KEY, RunRecorder, attach
 
 OUT_ENV = "LOADKIT_RECORDER_PROBE_OUT"
 JOB_NAME = "probe job"

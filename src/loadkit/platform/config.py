@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
+from loadkit.core.redis_url import check_redis_url, display_url
 from loadkit.platform import store as st
 from loadkit.platform.call_queue import DEFAULT_OUTCOME_WEIGHTS, DialerSettings
 from loadkit.platform.faults import (
@@ -32,7 +33,6 @@ from loadkit.platform.queue_backend import (
     RedisQueueSettings,
 )
 from loadkit.platform.routes import ROUTE_KEYS
-from loadkit.redis_url import check_redis_url, display_url
 
 LATENCY_ENV: Final = "LOADKIT_PLATFORM_LATENCY"
 FAIL_ENV: Final = "LOADKIT_PLATFORM_FAIL"

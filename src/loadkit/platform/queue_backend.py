@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from loadkit.core.redis_url import display_url
 from loadkit.platform import store as st
-from loadkit.redis_url import display_url
 
 DEFAULT_BULL_PREFIX: Final = "bull"
 DEFAULT_BULL_QUEUE: Final = "calls"

@@ -44,11 +44,11 @@ from gevent.pool import Pool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from loadkit.core.reasons import short_reason
 from loadkit.platform import store as st
 from loadkit.platform.call_queue import DialerSettings, RateWindow, SimulatedDial
 from loadkit.platform.queue_backend import QueueBackendError, RedisQueueSettings
 from loadkit.platform.wsgi_io import HttpError
-from loadkit.reasons import short_reason
 
 logger = logging.getLogger("loadkit.platform.redis_queue")
 

@@ -1,0 +1,1 @@
+"""The parent process: the ``loadkit`` command, preflight, starting Locust and the platform."""

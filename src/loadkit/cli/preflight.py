@@ -1,0 +1,200 @@
+"""Preflight: the guide's prerequisites, checked before any load is sent.
+
+A load test against a platform that is down, a key that is refused or a Redis that is not
+running produces a wall of failures that says nothing about performance. These checks say it
+in one line each, and ``loadkit run`` runs them first:
+
+* the API answers ``GET /health`` with 200 and ``{"status": "ok"}``;
+* the API key is accepted by an authenticated, cheap GET (the queue stats path);
+* Redis answers ``PING``, when ``REDIS_URL`` is set (the guide: "Ensure Redis is running");
+* the queue depth source can be read, when queue sampling is on.
+
+A check that depends on a failed one is reported as not checked, not as a second failure.
+No line ever holds the API key, and URLs are shown with any password masked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+import requests
+
+from loadkit.core.reasons import short_reason
+from loadkit.core.redact import mask
+from loadkit.core.redis_url import display_url
+from loadkit.endpoints import HEALTH
+from loadkit.observe.queue_sources import (
+    QueueSource,
+    QueueSourceError,
+    RedisQueueSource,
+    redis_client,
+    source_from_settings,
+)
+from loadkit.settings import Settings
+
+PASS: Final = "✓"
+FAIL: Final = "✗"
+NOT_CHECKED: Final = "-"
+#: Preflight must answer quickly, whatever the run's own (long) request timeout is.
+MAX_CHECK_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """One check's outcome: ``ok`` is True, False, or None when it could not be checked."""
+
+    ok: bool | None
+    text: str
+
+    def __str__(self) -> str:
+        mark = PASS if self.ok else FAIL if self.ok is False else NOT_CHECKED
+        return f"{mark} {self.text}"
+
+
+def run_preflight(settings: Settings, *, out: TextIO, api_url: str | None = None) -> bool:
+    """Print one line per check to ``out`` as it completes; True when none failed.
+
+    ``api_url`` overrides ``settings.api_url`` (e.g. the embedded platform's address).
+    """
+    passed = True
+    secrets = [settings.api_key_value or ""]
+    for line in preflight_lines(settings, api_url=api_url):
+        passed = passed and line.ok is not False
+        print(mask(str(line), secrets), file=out, flush=True)
+    return passed
+
+
+def preflight_lines(settings: Settings, *, api_url: str | None = None) -> Iterator[CheckLine]:
+    """The checks, in order, each yielded as soon as it is done."""
+    base_url = (api_url or settings.api_url or "").rstrip("/")
+    timeout_s = min(settings.request_timeout_s, MAX_CHECK_TIMEOUT_S)
+    session = requests.Session()
+    try:
+        api = _check_health(session, base_url, settings, timeout_s)
+        yield api
+        key = _check_key(session, base_url, settings, timeout_s) if api.ok else None
+        yield key or CheckLine(None, "API key not checked: the API did not answer")
+        redis_ok: bool | None = None
+        if settings.redis_url_value:
+            redis_line = _check_redis(settings.redis_url_value, timeout_s)
+            redis_ok = redis_line.ok
+            yield redis_line
+        yield from _check_queue_source(
+            settings, base_url, api.ok and bool(key and key.ok), redis_ok
+        )
+    finally:
+        session.close()
+
+
+def _check_health(
+    session: requests.Session, base_url: str, settings: Settings, timeout_s: float
+) -> CheckLine:
+    if not base_url:
+        return CheckLine(False, "API_URL is not set: no platform to check")
+    shown = display_url(base_url)
+    try:
+        response, elapsed_ms = _get(session, base_url + HEALTH, {}, settings, timeout_s)
+    except requests.RequestException as exc:
+        return CheckLine(False, f"API unreachable: {shown} (GET {HEALTH}: {short_reason(exc)})")
+    timing = f"GET {HEALTH} {response.status_code} in {elapsed_ms:.0f} ms"
+    if response.status_code != 200:
+        return CheckLine(False, f"API unhealthy: {shown} ({timing})")
+    try:
+        status = response.json().get("status")
+    except (ValueError, AttributeError):
+        return CheckLine(False, f"API unhealthy: {shown} ({timing}, the answer is not JSON)")
+    if status != "ok":
+        return CheckLine(False, f"API unhealthy: {shown} ({timing}, status {status!r})")
+    return CheckLine(True, f"API reachable: {shown} ({timing})")
+
+
+def _check_key(
+    session: requests.Session, base_url: str, settings: Settings, timeout_s: float
+) -> CheckLine:
+    if not settings.api_key_value:
+        return CheckLine(False, "API key missing: set API_KEY")
+    path = settings.queue_stats_path
+    try:
+        response, elapsed_ms = _get(
+            session, base_url + path, settings.auth_headers(), settings, timeout_s
+        )
+    except requests.RequestException as exc:
+        return CheckLine(False, f"API key not confirmed: GET {path}: {short_reason(exc)}")
+    status = response.status_code
+    if status in (401, 403):
+        return CheckLine(False, f"API key rejected (HTTP {status}): GET {path}")
+    if status != 200:
+        return CheckLine(False, f"API key not confirmed: GET {path} answered HTTP {status}")
+    return CheckLine(True, f"API key accepted (GET {path} {status} in {elapsed_ms:.0f} ms)")
+
+
+def _check_redis(url: str, timeout_s: float) -> CheckLine:
+    import redis
+
+    client = redis_client(url, timeout_s)
+    try:
+        started_s = time.perf_counter()
+        client.ping()
+        elapsed_ms = (time.perf_counter() - started_s) * 1000
+    except redis.RedisError as exc:
+        return CheckLine(False, f"Redis unreachable at {display_url(url)}: {short_reason(exc)}")
+    finally:
+        client.close()
+        client.connection_pool.disconnect()
+    return CheckLine(True, f"Redis reachable: {display_url(url)} (PING in {elapsed_ms:.0f} ms)")
+
+
+def _check_queue_source(
+    settings: Settings, base_url: str, api_ok: bool, redis_ok: bool | None
+) -> Iterator[CheckLine]:
+    try:
+        source = source_from_settings(settings, base_url=base_url or None)
+    except QueueSourceError as exc:
+        yield CheckLine(False, f"queue depth unreadable: {exc}")
+        return
+    if source is None:
+        return  # sampling is off: nothing to check
+    try:
+        if isinstance(source, RedisQueueSource):
+            if redis_ok is False:
+                yield CheckLine(None, "queue depth not checked: Redis did not answer")
+                return
+        elif not api_ok:
+            yield CheckLine(None, "queue depth not checked: the API did not accept the key")
+            return
+        yield _read_source(source)
+    finally:
+        source.close()
+
+
+def _read_source(source: QueueSource) -> CheckLine:
+    try:
+        reading = source.read()
+    except QueueSourceError as exc:
+        return CheckLine(False, f"queue depth unreadable: {exc}")
+    counts = ", ".join(f"{k} {v:g}" for k, v in reading.items() if k != "depth")
+    text = f"queue depth readable: {source.description} (depth {reading['depth']:g}; {counts})"
+    if isinstance(source, RedisQueueSource) and set(source.missing_keys) == set(source.all_keys):
+        text += "; none of its keys exist yet: an idle queue, or check LOADKIT_BULL_PREFIX/QUEUE"
+    return CheckLine(True, text)
+
+
+def _get(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    settings: Settings,
+    timeout_s: float,
+) -> tuple[requests.Response, float]:
+    started_s = time.perf_counter()
+    response = session.get(
+        url,
+        headers=headers,
+        timeout=(min(settings.connect_timeout_s, timeout_s), timeout_s),
+        verify=settings.verify_tls,
+        allow_redirects=False,
+    )
+    return response, (time.perf_counter() - started_s) * 1000

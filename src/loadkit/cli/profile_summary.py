@@ -1,0 +1,133 @@
+"""What the spike, soak and stress profiles exist to show, read from a finished run's files.
+
+Runs after Locust has exited, when its per-second history CSV is complete (Locust flushes it
+only every ten seconds while running). The spike report says whether P95 recovered, the soak
+report shows drift and the generator's memory growth, the stress report finds the highest load
+that stayed within the baseline's limits. The lines are printed and kept in
+``profile_report.txt`` next to the other results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadkit.core.baselines import AGGREGATED_KEY, TOTAL, Baseline
+from loadkit.core.profile_report import (
+    HistoryRow,
+    load_history,
+    soak_report,
+    spike_report,
+    stress_report,
+)
+from loadkit.core.profiles import Stage, total_duration_s
+from loadkit.results.timeseries import FILE_NAME as TIMESERIES_FILE
+from loadkit.results.timeseries import read_records
+
+HISTORY_FILE = "stats_stats_history.csv"
+REPORT_FILE = "profile_report.txt"
+#: A soak compares its first and last sixth: 10 min of a 1 h soak, 6 s of a 36 s scaled one.
+SOAK_WINDOW_FRACTION = 1 / 6
+
+
+def profile_summary(
+    profile: str | None, stages: Sequence[Stage], run_dir: Path, baseline: Baseline | None
+) -> list[str]:
+    """The report lines for ``profile`` (none for profiles without a question of their own)."""
+    if profile not in ("spike", "soak", "stress"):
+        return []
+    rows = history_rows(run_dir)
+    if not rows:
+        return [f"{profile} report: no history recorded"]
+    if profile == "spike":
+        return spike_report(rows, stages).summary_lines()
+    if profile == "soak":
+        window_s = max(2.0, total_duration_s(stages) * SOAK_WINDOW_FRACTION)
+        return soak_report(rows, window_s, generator_rss(run_dir)).summary_lines()
+    limits = stress_limits(baseline)
+    if limits is None:
+        return ["stress report: the baseline has no P95 and error-rate limits for stress"]
+    return stress_report(rows, *limits).summary_lines()
+
+
+def history_rows(run_dir: Path) -> list[HistoryRow]:
+    """Per-second rows of the whole run: exact ones from ``timeseries.jsonl`` when present.
+
+    The kit's time series has each second's own P95 and request count; Locust's history CSV
+    (the fallback) has a P95 over a sliding ~10 s window, which a time-scaled spike of a few
+    seconds cannot recover within.
+    """
+    path = run_dir / TIMESERIES_FILE
+    if not path.exists():
+        history = run_dir / HISTORY_FILE
+        return load_history(history) if history.exists() else []
+    seconds: dict[int, dict[str, Any]] = {}
+    for record in read_records(path):
+        if record.get("kind") != "requests" or record.get("name") != AGGREGATED_KEY:
+            continue
+        second = seconds.setdefault(int(record["t"]), {"requests": 0, "failures": 0})
+        second["requests"] += int(record["requests"])
+        second["failures"] += int(record["failures"])
+        if not record.get("late"):
+            second["users"] = int(record.get("users") or 0)
+            second["p95_ms"] = record.get("p95_ms")
+    rows, total, failed = [], 0, 0
+    for t in sorted(seconds):
+        second = seconds[t]
+        total += second["requests"]
+        failed += second["failures"]
+        rows.append(
+            HistoryRow(
+                timestamp_s=float(t),
+                users=second.get("users", 0),
+                rps=float(second["requests"]),
+                failures_per_s=float(second["failures"]),
+                p95_ms=second.get("p95_ms"),
+                total_requests=total,
+                total_failures=failed,
+            )
+        )
+    return rows
+
+
+def stress_limits(baseline: Baseline | None) -> tuple[float, float] | None:
+    """(p95 ms, error rate) of the baseline's stress criteria, the scenario total's first."""
+    if baseline is None:
+        return None
+    criteria = sorted(
+        baseline.criteria_for("stress"),
+        key=lambda c: c.request != TOTAL,  # the scenario's total before single endpoints
+    )
+    p95 = next((c.threshold for c in criteria if c.request and c.metric == "p95"), None)
+    errors = next(
+        (
+            c.threshold
+            for c in criteria
+            if c.request and c.metric == "error_rate" and not c.abort_on_fail
+        ),
+        None,
+    )
+    return None if p95 is None or errors is None else (p95, errors)
+
+
+def generator_rss(run_dir: Path) -> list[tuple[float, int]] | None:
+    """(elapsed s, RSS bytes) of the load generators (summed over workers), from the time series."""
+    path = run_dir / TIMESERIES_FILE
+    if not path.exists():
+        return None
+    per_second: dict[float, int] = {}
+    for record in read_records(path):
+        # Load generators only: the master of a distributed run sends no requests.
+        if "generator_rss_bytes" in record and record.get("role") != "master":
+            elapsed_s = float(record["elapsed_s"])
+            per_second[elapsed_s] = per_second.get(elapsed_s, 0) + int(
+                record["generator_rss_bytes"]
+            )
+    return sorted(per_second.items()) or None
+
+
+def write_profile_report(run_dir: Path, lines: Sequence[str]) -> Path:
+    path = run_dir / REPORT_FILE
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,645 @@
+"""Pass/fail thresholds as data: the baseline model, its units, and loading with one-line errors.
+
+A baseline file (``baselines/<scenario>.toml``) lists the criteria one scenario's run must meet
+and the load profiles each one applies to. It is parsed and validated when the run starts, so a
+typo fails in the first second with ``file:line: key.path: problem`` instead of being discovered
+at the end of a one-hour soak. Thresholds are converted to one unit per metric kind here, once,
+so the verdict compares plain floats.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from loadkit import endpoints
+
+# ---------------------------------------------------------------------------------------------
+# Names: scenarios, profiles, requests, custom metrics. Everything validation accepts is here.
+# ---------------------------------------------------------------------------------------------
+
+SCENARIOS: Final = ("health", "bulk_import", "analytics", "scheduling", "full_system")
+#: The guide's five profiles, plus ``custom`` for ad-hoc ``--stage`` runs.
+PROFILES: Final = ("smoke", "average", "stress", "spike", "soak", "custom")
+
+#: What a criterion's ``request`` says to mean the scenario's HTTP aggregate (all HTTP requests,
+#: no JOB entries).
+TOTAL: Final = "total"
+#: ``EndpointMetrics.key`` of the HTTP aggregate row.
+AGGREGATED_KEY: Final = "Aggregated"
+
+
+def _http(method: str, template: str) -> str:
+    return f"{method} {endpoints.stats_name(template)}"
+
+
+HEALTH_CHECK: Final = _http("GET", endpoints.HEALTH)
+SCHEDULE_CALL: Final = _http("POST", endpoints.CALLS)
+RETRY_CALL: Final = _http("POST", endpoints.CALL_RETRY)
+CONTACTS_IMPORT: Final = _http("POST", endpoints.CONTACTS_IMPORT)
+IMPORT_STATUS: Final = _http("GET", endpoints.IMPORT_STATUS)
+ANALYTICS_DASHBOARD: Final = _http("GET", endpoints.ANALYTICS_DASHBOARD)
+QUEUE_STATS: Final = _http("GET", endpoints.QUEUE_STATS)
+IMPORT_PROCESSING: Final = f"{endpoints.JOB_REQUEST_TYPE} {endpoints.IMPORT_PROCESSING_NAME}"
+
+#: The request names each scenario makes: the only names its criteria may use (besides ``total``).
+SCENARIO_REQUESTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "health": (HEALTH_CHECK,),
+        "bulk_import": (CONTACTS_IMPORT, IMPORT_STATUS, IMPORT_PROCESSING),
+        "analytics": (ANALYTICS_DASHBOARD,),
+        "scheduling": (SCHEDULE_CALL, f"{endpoints.INTENDED_REQUEST_TYPE} {SCHEDULE_CALL}"),
+        "full_system": (SCHEDULE_CALL, RETRY_CALL, ANALYTICS_DASHBOARD),
+    }
+)
+
+
+@dataclass(frozen=True)
+class CustomMetric:
+    """A non-HTTP metric a criterion may name: its unit (for display) and what it counts."""
+
+    unit: str
+    description: str
+
+
+#: Gauges sampled during the run; a criterion judges one summary of the samples.
+GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
+    {
+        "queue_depth": CustomMetric(
+            "jobs",
+            "calls waiting in the platform's queue, sampled from its stats endpoint or Redis",
+        ),
+    }
+)
+#: Counters reported at the end of the run.
+COUNTERS: Final[Mapping[str, CustomMetric]] = MappingProxyType(
+    {
+        "dropped_iterations": CustomMetric(
+            "iterations",
+            "arrival-rate iterations not started because --max-in-flight were already running",
+        ),
+    }
+)
+
+LATENCY_METRICS: Final = ("p50", "p90", "p95", "p99", "max", "avg", "min")
+REQUEST_METRICS: Final = (*LATENCY_METRICS, "error_rate", "rps", "count")
+GAUGE_METRICS: Final = ("max", "p95", "final", "min", "avg")
+COUNTER_METRICS: Final = ("count",)
+
+Op = Literal["<", "<=", ">", ">="]
+SubjectKind = Literal["request", "gauge", "counter"]
+
+# ---------------------------------------------------------------------------------------------
+# Units. Canonical units: latency in ms, error rate as a fraction, throughput per second.
+# ---------------------------------------------------------------------------------------------
+
+UNIT_MS: Final = "ms"
+UNIT_FRACTION: Final = "fraction"
+UNIT_PER_S: Final = "/s"
+UNIT_COUNT: Final = "count"
+
+_LATENCY_UNITS: Final = {"ms": Decimal(1), "s": Decimal(1000)}
+_DURATION_UNITS_S: Final = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60)}
+_NUMBER_RE: Final = re.compile(
+    r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>.*?)\s*$"
+)
+
+
+class _KeyedError(ValueError):
+    """A validation problem that knows which key below the validated object it is about.
+
+    Pydantic reports model-level errors at the model's own location; the key path in our one-line
+    messages must name the offending key, so validators raise this and the formatter appends it.
+    """
+
+    def __init__(self, sub_loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.sub_loc = sub_loc
+
+
+def _split(raw: object) -> tuple[Decimal, str]:
+    """``"20ms"`` -> (20, "ms"); numbers have no unit. Decimal keeps "0.1%" exact until the end."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ValueError(f"must be a number or a string such as '20ms', not {raw!r}")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ValueError(f"{raw!r} is not a finite number")
+    if not isinstance(raw, str):
+        amount, unit = Decimal(str(raw)), ""
+    else:
+        match = _NUMBER_RE.match(raw)
+        if match is None:
+            raise ValueError(f"{raw!r} is not a number with a unit (e.g. '20ms', '0.5%', '100/s')")
+        try:
+            amount = Decimal(match["number"])
+        except InvalidOperation:  # pragma: no cover - the regex only admits valid numbers
+            raise ValueError(f"{raw!r} is not a number") from None
+        unit = match["unit"]
+    if amount < 0:
+        raise ValueError(f"negative threshold {raw!r}: thresholds are magnitudes >= 0")
+    return amount, unit
+
+
+def _latency_ms(raw: object) -> tuple[float, str]:
+    amount, unit = _split(raw)
+    if unit == "":
+        raise ValueError(f"latency {raw!r} needs a unit: write '{amount}ms' or '{amount}s'")
+    if unit not in _LATENCY_UNITS:
+        raise ValueError(f"bad unit {unit!r} in {raw!r}: a latency takes 'ms' or 's'")
+    return float(amount * _LATENCY_UNITS[unit]), unit
+
+
+def _fraction(raw: object) -> tuple[float, str]:
+    amount, unit = _split(raw)
+    if unit == "%":
+        if amount > 100:
+            raise ValueError(f"{raw!r} is above 100%")
+        return float(amount / 100), "%"
+    if unit:
+        raise ValueError(
+            f"bad unit {unit!r} in {raw!r}: "
+            "an error rate is a percentage ('1%') or a fraction (0.01)"
+        )
+    if amount > 1:
+        raise ValueError(
+            f"error rate {raw!r} is above 1: write '{amount}%' for a percentage, or a fraction <= 1"
+        )
+    return float(amount), "%"
+
+
+def _per_s(raw: object) -> tuple[float, str]:
+    amount, unit = _split(raw)
+    if unit not in ("", "/s"):
+        raise ValueError(f"bad unit {unit!r} in {raw!r}: a rate is per second ('100/s' or 100)")
+    return float(amount), UNIT_PER_S
+
+
+def _plain(raw: object, unit_name: str) -> tuple[float, str]:
+    amount, unit = _split(raw)
+    if unit not in ("", unit_name):
+        raise ValueError(f"bad unit {unit!r} in {raw!r}: write a plain number ({unit_name})")
+    return float(amount), unit_name
+
+
+def parse_duration_s(raw: object) -> float:
+    """``"30s"`` / ``"500ms"`` / ``"2m"`` -> seconds. A bare number is refused: say the unit."""
+    amount, unit = _split(raw)
+    if unit not in _DURATION_UNITS_S:
+        raise ValueError(f"bad duration {raw!r}: write e.g. '30s', '500ms' or '2m'")
+    return float(amount * _DURATION_UNITS_S[unit])
+
+
+def format_number(x: float) -> str:
+    """A short human rendering: integers without decimals, others to about four digits."""
+    if not math.isfinite(x):
+        return str(x)
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    text = f"{x:.4g}"
+    return f"{x:.6f}".rstrip("0").rstrip(".") if "e" in text else text
+
+
+def _unknown(what: str, got: object, known: Iterable[str], where: str = "") -> str:
+    """``unknown metric 'p96' for a request (did you mean 'p95'? known: ...)``."""
+    known = list(known)
+    close = difflib.get_close_matches(str(got), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {what} {got!r}{where} ({hint}known: {', '.join(known)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+# ---------------------------------------------------------------------------------------------
+
+
+class Criterion(BaseModel):
+    """One threshold: a subject (request, gauge or counter), a metric, an operator and a value.
+
+    The criterion states what must hold for the run to pass (k6's ``p(95)<500``); ``profiles``
+    says where that statement is meaningful, because a 1000 rps floor means nothing for one user.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    request: StrictStr | None = None
+    """A request name as the stats show it (``"GET /health"``, ``"JOB bulk import: ..."``),
+    or ``"total"`` for the scenario's HTTP aggregate."""
+    gauge: StrictStr | None = None
+    """A gauge sampled during the run (see ``GAUGES``), instead of a request."""
+    counter: StrictStr | None = None
+    """A counter reported at the end of the run (see ``COUNTERS``), instead of a request."""
+    metric: StrictStr
+    """What to measure: p50 p90 p95 p99 max avg min error_rate rps count for requests;
+    max p95 final min avg for gauges; count for counters."""
+    op: Op
+    """The comparison that must hold: ``measured op value``."""
+    value: Any
+    """The threshold as written: ``"20ms"``/``"1.5s"`` (latency), ``"0.1%"`` or 0.001 (error
+    rate), ``"100/s"`` or 100 (rps), a plain number (count, gauges, counters)."""
+    profiles: tuple[StrictStr, ...] | None = None
+    """Profiles this criterion applies to; omitted = all, including ``custom``."""
+    abort_on_fail: StrictBool = False
+    """Stop the run early when this criterion has failed for ``delay_abort_eval``."""
+    delay_abort_eval: Any = None
+    """How long the failure must last before aborting (``"30s"``); default: at once."""
+    source: StrictStr | None = None
+    """Where the figure comes from, for the reader (free text)."""
+
+    _threshold: float = PrivateAttr(default=0.0)
+    _unit: str = PrivateAttr(default="")
+    _display_unit: str = PrivateAttr(default="")
+    _delay_s: float = PrivateAttr(default=0.0)
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _profiles_is_a_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError(f'must be a list, e.g. profiles = ["{value}"]')
+        return value
+
+    @field_validator("profiles")
+    @classmethod
+    def _known_profiles(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("empty list: the criterion would apply nowhere (omit it for all)")
+        for i, name in enumerate(value):
+            if name not in PROFILES:
+                raise _KeyedError((i,), _unknown("profile", name, PROFILES))
+        return value
+
+    @model_validator(mode="after")
+    def _check_and_convert(self) -> Criterion:
+        subjects = [k for k in ("request", "gauge", "counter") if getattr(self, k) is not None]
+        if not subjects:
+            raise _KeyedError(("request",), "missing: name a request (or a gauge, or a counter)")
+        if len(subjects) > 1:
+            raise _KeyedError((subjects[1],), f"give only one of {' / '.join(subjects)}")
+        kind = self.kind
+        allowed = {"request": REQUEST_METRICS, "gauge": GAUGE_METRICS, "counter": COUNTER_METRICS}
+        if kind == "gauge" and self.gauge not in GAUGES:
+            raise _KeyedError(("gauge",), _unknown("gauge", self.gauge, GAUGES))
+        if kind == "counter" and self.counter not in COUNTERS:
+            raise _KeyedError(("counter",), _unknown("counter", self.counter, COUNTERS))
+        if kind == "request" and not str(self.request).strip():
+            raise _KeyedError(("request",), "empty request name")
+        if self.metric not in allowed[kind]:
+            raise _KeyedError(
+                ("metric",), _unknown("metric", self.metric, allowed[kind], f" for a {kind}")
+            )
+        try:
+            threshold, display_unit = self._convert()
+        except ValueError as exc:
+            raise _KeyedError(("value",), str(exc)) from None
+        self._threshold = threshold
+        self._display_unit = display_unit
+        self._unit = self._canonical_unit()
+        if self.delay_abort_eval is not None:
+            if not self.abort_on_fail:
+                raise _KeyedError(
+                    ("delay_abort_eval",), "only means something with abort_on_fail = true"
+                )
+            try:
+                self._delay_s = parse_duration_s(self.delay_abort_eval)
+            except ValueError as exc:
+                raise _KeyedError(("delay_abort_eval",), str(exc)) from None
+        return self
+
+    def _convert(self) -> tuple[float, str]:
+        if self.gauge is not None:
+            return _plain(self.value, GAUGES[self.gauge].unit)
+        if self.counter is not None:
+            return _plain(self.value, COUNTERS[self.counter].unit)
+        if self.metric in LATENCY_METRICS:
+            return _latency_ms(self.value)
+        if self.metric == "error_rate":
+            return _fraction(self.value)
+        if self.metric == "rps":
+            return _per_s(self.value)
+        return _plain(self.value, UNIT_COUNT)
+
+    def _canonical_unit(self) -> str:
+        if self.gauge is not None:
+            return GAUGES[self.gauge].unit
+        if self.counter is not None:
+            return COUNTERS[self.counter].unit
+        if self.metric in LATENCY_METRICS:
+            return UNIT_MS
+        return {"error_rate": UNIT_FRACTION, "rps": UNIT_PER_S}.get(self.metric, UNIT_COUNT)
+
+    @property
+    def kind(self) -> SubjectKind:
+        """Whether the subject is a request row, a gauge or a counter."""
+        if self.gauge is not None:
+            return "gauge"
+        return "counter" if self.counter is not None else "request"
+
+    @property
+    def subject(self) -> str:
+        """``"GET /health"``, ``"total"``, ``"gauge queue_depth"`` or ``"counter <name>"``."""
+        if self.gauge is not None:
+            return f"gauge {self.gauge}"
+        if self.counter is not None:
+            return f"counter {self.counter}"
+        return str(self.request)
+
+    @property
+    def threshold(self) -> float:
+        """The value in the canonical unit (``unit``): ms, fraction, per second, or a count."""
+        return self._threshold
+
+    @property
+    def unit(self) -> str:
+        """Unit of ``threshold``: ``ms``, ``fraction``, ``/s``, ``count``, or a gauge's unit."""
+        return self._unit
+
+    @property
+    def delay_abort_eval_s(self) -> float:
+        """Seconds a failure must last before an abort (0: at once)."""
+        return self._delay_s
+
+    @property
+    def threshold_text(self) -> str:
+        """The value as the file wrote it."""
+        return str(self.value)
+
+    def applies_to(self, profile: str) -> bool:
+        """Whether this criterion is judged in a run of ``profile``."""
+        return self.profiles is None or profile in self.profiles
+
+    def format(self, amount: float) -> str:
+        """A canonical amount in the unit the file used: ``"20 ms"``, ``"1.5 s"``, ``"0.1%"``."""
+        unit = self._display_unit
+        if unit == "s":
+            return f"{format_number(amount / 1000)} s"
+        if unit == "%":
+            return f"{format_number(amount * 100)}%"
+        if unit == UNIT_PER_S:
+            return f"{format_number(amount)}/s"
+        if unit in ("", UNIT_COUNT):
+            return format_number(amount)
+        return f"{format_number(amount)} {unit}"
+
+    def describe(self) -> str:
+        """``"GET /health p95 <= 20 ms"``: one line for reports and test names."""
+        return f"{self.subject} {self.metric} {self.op} {self.format(self.threshold)}"
+
+
+class Reference(BaseModel):
+    """A figure shown next to the verdict but never judged (capacity targets, load levels).
+
+    Some of the guide's numbers are not outcomes one run can measure, or any run trivially
+    exceeds them; they stay visible as data instead of becoming criteria that prove nothing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    name: StrictStr
+    """What the figure is (``"Scheduled calls per day"``)."""
+    target: float | None = Field(default=None, ge=0)
+    """The planned level."""
+    maximum: float | None = Field(default=None, ge=0)
+    """The most the platform should take."""
+    unit: StrictStr = ""
+    """Unit of target and maximum (``"calls/day"``)."""
+    source: StrictStr | None = None
+    """Where the figure comes from."""
+    note: StrictStr | None = None
+    """Why it is not a criterion, or how it relates to the run's numbers."""
+
+    @model_validator(mode="after")
+    def _has_a_figure(self) -> Reference:
+        if self.target is None and self.maximum is None:
+            raise _KeyedError(("target",), "give a target, a maximum or both")
+        if self.target is not None and self.maximum is not None and self.maximum < self.target:
+            raise _KeyedError(
+                ("maximum",), f"maximum {self.maximum:g} is below target {self.target:g}"
+            )
+        return self
+
+
+class Baseline(BaseModel):
+    """Everything one scenario's run is judged against; one file per scenario."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    scenario: StrictStr
+    """The scenario this file judges; must match the one being run."""
+    description: StrictStr = ""
+    """What the scenario proves, for the reader."""
+    criteria: tuple[Criterion, ...]
+    """The thresholds, in file order (``criteria[0]`` is the first ``[[criteria]]``)."""
+    reference: tuple[Reference, ...] = ()
+    """Figures shown in the report, never judged."""
+
+    _path: str | None = PrivateAttr(default=None)
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, value: str) -> str:
+        if value not in SCENARIOS:
+            raise ValueError(_unknown("scenario", value, SCENARIOS))
+        return value
+
+    @field_validator("criteria")
+    @classmethod
+    def _not_empty(cls, value: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
+        if not value:
+            raise ValueError("no criteria: a baseline must judge something")
+        return value
+
+    @model_validator(mode="after")
+    def _requests_belong_to_scenario(self) -> Baseline:
+        known = (*SCENARIO_REQUESTS[self.scenario], TOTAL)
+        for i, criterion in enumerate(self.criteria):
+            if criterion.request is not None and criterion.request not in known:
+                problem = _unknown(
+                    "request", criterion.request, known, f" for scenario {self.scenario!r}"
+                )
+                raise _KeyedError(("criteria", i, "request"), problem)
+        return self
+
+    @property
+    def path(self) -> str | None:
+        """The file this baseline was loaded from, if any."""
+        return self._path
+
+    def criteria_for(self, profile: str) -> tuple[Criterion, ...]:
+        """The criteria judged in a run of ``profile``."""
+        return tuple(c for c in self.criteria if c.applies_to(profile))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, with errors that say where.
+# ---------------------------------------------------------------------------------------------
+
+
+class BaselineError(ValueError):
+    """A baseline that can't be used; ``str()`` is one line: ``file:line: key.path: problem``."""
+
+    def __init__(
+        self, file: str, key_path: str | None, problem: str, line: int | None = None
+    ) -> None:
+        self.file = file
+        self.key_path = key_path
+        self.problem = problem
+        self.line = line
+        where = f"{file}:{line}" if line is not None else file
+        parts = [where, key_path, problem] if key_path else [where, problem]
+        super().__init__(": ".join(parts).replace("\n", " "))
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` if it is a known profile name; ``ValueError`` otherwise."""
+    if profile not in PROFILES:
+        raise ValueError(_unknown("profile", profile, PROFILES))
+    return profile
+
+
+def baselines_dir() -> Path:
+    """``LOADKIT_BASELINES_DIR`` if set, else ``baselines/`` at the repository root."""
+    override = os.environ.get("LOADKIT_BASELINES_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[3] / "baselines"
+
+
+def default_baseline_path(scenario: str) -> Path:
+    """Where ``scenario``'s baseline lives: ``<baselines_dir>/<scenario>.toml``."""
+    if scenario not in SCENARIOS:
+        raise BaselineError("<baselines>", "scenario", _unknown("scenario", scenario, SCENARIOS))
+    return baselines_dir() / f"{scenario}.toml"
+
+
+def load_baseline(path: str | os.PathLike[str], scenario: str) -> Baseline:
+    """Read and validate ``path`` as the baseline of ``scenario``; ``BaselineError`` if unusable."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(
+            name, None, f"cannot read the baseline: {exc.strerror or exc}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(name, None, f"not UTF-8 text: {exc.reason}") from None
+    return parse_baseline(text, scenario, source=name)
+
+
+def parse_baseline(text: str, scenario: str, *, source: str = "<string>") -> Baseline:
+    """Validate TOML ``text`` as the baseline of ``scenario``; ``source`` names it in errors."""
+    if scenario not in SCENARIOS:
+        raise BaselineError(source, "scenario", _unknown("scenario", scenario, SCENARIOS))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _syntax_error_line(str(exc))
+        raise BaselineError(source, None, f"TOML syntax error: {exc}", line) from None
+    declared = data.get("scenario")
+    if isinstance(declared, str) and declared in SCENARIOS and declared != scenario:
+        raise BaselineError(
+            source,
+            "scenario",
+            f"this file is for scenario {declared!r}, not {scenario!r}",
+            _find_line(text, ("scenario",)),
+        )
+    try:
+        baseline = Baseline.model_validate(data)
+    except ValidationError as exc:
+        raise _baseline_error(exc, text, source) from None
+    baseline._path = source
+    return baseline
+
+
+def _syntax_error_line(message: str) -> int | None:
+    match = re.search(r"at line (\d+)", message)
+    return int(match[1]) if match else None
+
+
+def _baseline_error(exc: ValidationError, text: str, source: str) -> BaselineError:
+    """The first validation problem as a BaselineError, counting the others."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    ctx_error = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _KeyedError):
+        loc += ctx_error.sub_loc
+    problem = _problem(first)
+    if len(errors) > 1:
+        others = len(errors) - 1
+        problem += f" (and {others} more problem{'s' if others > 1 else ''})"
+    return BaselineError(source, _key_path(loc), problem, _find_line(text, loc))
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "missing (required)"
+    if kind == "extra_forbidden":
+        return "unknown key (a typo?)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind in ("literal_error", "bool_type", "string_type", "too_short", "tuple_type"):
+        message += f" (got {error.get('input')!r})"
+    return message
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    """``("criteria", 2, "value")`` -> ``criteria[2].value`` (indices from 0, as in TOML tools)."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+_HEADER_RE: Final = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _find_line(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Best-effort 1-based line of ``loc`` in the TOML text: the key's line, else its table's."""
+    if not loc:
+        return None
+    lines = text.splitlines()
+    headers = [
+        (i, m[2].strip().strip("\"'"), m[1] == "[[")
+        for i, line in enumerate(lines)
+        if (m := _HEADER_RE.match(line))
+    ]
+    first = str(loc[0])
+    if len(loc) >= 2 and isinstance(loc[1], int):
+        starts = [i for i, name, is_array in headers if name == first and is_array]
+        if loc[1] < len(starts):
+            start = starts[loc[1]]
+            end = next((i for i, _, _ in headers if i > start), len(lines))
+            key = loc[2] if len(loc) > 2 and isinstance(loc[2], str) else None
+            found = _find_key(lines, start + 1, end, key) if key else None
+            return (found if found is not None else start) + 1
+    top_end = headers[0][0] if headers else len(lines)
+    found = _find_key(lines, 0, top_end, first)
+    if found is not None:
+        return found + 1
+    return next((i + 1 for i, name, _ in headers if name == first), None)
+
+
+def _find_key(lines: list[str], start: int, end: int, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    return next((i for i in range(start, end) if pattern.match(lines[i])), None)

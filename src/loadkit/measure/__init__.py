@@ -1,0 +1,1 @@
+"""The one collector: every request counted once, on one clock, merged across workers."""

@@ -1,0 +1,1 @@
+"""Reading the platform's state beside the load: queue and metrics sources."""

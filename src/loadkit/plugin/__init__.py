@@ -1,0 +1,1 @@
+"""Code that runs inside Locust: listeners, user classes, shapes, web UI tabs."""

@@ -1,0 +1,210 @@
+"""The verdict for people (console summary) and for machines (verdict.json, JUnit XML).
+
+Kept apart from ``verdict`` so the judgement stays pure and each output can change on its own.
+The JSON layout is versioned (``"schema": "loadkit.verdict/1"``) and documented in
+docs/baselines.md: add keys freely, but rename or remove one only with a new schema version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Final
+
+from loadkit.core.baselines import Reference, format_number
+from loadkit.core.verdict import FAILED, NO_DATA, PASSED, SKIPPED, CriterionResult, Verdict
+
+VERDICT_SCHEMA: Final = "loadkit.verdict/1"
+
+_MARKS: Final = {PASSED: "✓", FAILED: "✗", NO_DATA: "✗", SKIPPED: "–"}
+_NAME_WIDTH: Final = 28
+_MEASURED_WIDTH: Final = 12
+_THRESHOLD_WIDTH: Final = 14
+
+
+def _measured_text(result: CriterionResult) -> str:
+    if result.status == SKIPPED:
+        return "skipped"
+    if result.measured is None:
+        return "no data"
+    return result.criterion.format(result.measured)
+
+
+def _reference_text(ref: Reference) -> str:
+    figures = []
+    if ref.target is not None:
+        figures.append(f"target {format_number(ref.target)}")
+    if ref.maximum is not None:
+        figures.append(f"maximum {format_number(ref.maximum)}")
+    text = f"{ref.name}: {', '.join(figures)}{' ' + ref.unit if ref.unit else ''}"
+    return f"{text} — {ref.note}" if ref.note else text
+
+
+def render_console(verdict: Verdict) -> str:
+    """A k6-style end-of-run summary: one line per criterion, grouped by request, then the verdict.
+
+    ✓ passed, ✗ failed or no data, – skipped (not judged in this profile).
+    """
+    source = f" ({verdict.baseline_path})" if verdict.baseline_path else ""
+    lines = [
+        f"loadkit verdict: scenario {verdict.scenario}, profile {verdict.profile}{source}",
+        f"rates measured over: {verdict.window.description}",
+    ]
+    subjects: dict[str, list[CriterionResult]] = {}
+    for result in verdict.results:
+        subjects.setdefault(result.criterion.subject, []).append(result)
+    for subject, results in subjects.items():
+        lines.append("")
+        lines.append(f"  {subject}")
+        for r in results:
+            c = r.criterion
+            name = f"{c.metric} ".ljust(_NAME_WIDTH, ".")
+            measured = _measured_text(r).ljust(_MEASURED_WIDTH)
+            threshold = f"{c.op} {c.format(c.threshold)}".ljust(_THRESHOLD_WIDTH)
+            notes = [r.reason] if r.status in (SKIPPED, NO_DATA) else []
+            if c.abort_on_fail:
+                notes.append("aborts the run when it fails")
+            line = f"    {_MARKS[r.status]} {name} {measured} {threshold}"
+            lines.append(f"{line} {'; '.join(notes)}".rstrip())
+    t = verdict.totals
+    lines.append("")
+    lines.append(
+        f"  totals: {t.requests} requests, {t.failures} failed "
+        f"({format_number(t.error_rate * 100)}%), {format_number(t.rps)}/s"
+    )
+    if verdict.references:
+        lines.append("")
+        lines.append("  reference figures (shown, not judged):")
+        lines.extend(f"    · {_reference_text(ref)}" for ref in verdict.references)
+    if verdict.notes:
+        lines.append("")
+        lines.extend(f"  note: {note}" for note in verdict.notes)
+    lines.append("")
+    lines.append(verdict.summary)
+    return "\n".join(lines) + "\n"
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
+    """The ``loadkit.verdict/1`` document (what ``write_verdict_json`` writes)."""
+    criteria = []
+    for r in verdict.results:
+        c = r.criterion
+        criteria.append(
+            {
+                "index": r.index,
+                "request": c.request,
+                "gauge": c.gauge,
+                "counter": c.counter,
+                "metric": c.metric,
+                "op": c.op,
+                "threshold": c.threshold,
+                "unit": c.unit,
+                "threshold_text": c.threshold_text,
+                "profiles": list(c.profiles) if c.profiles is not None else None,
+                "abort_on_fail": c.abort_on_fail,
+                "source": c.source,
+                "measured": _finite(r.measured),
+                "status": r.status,
+                "reason": r.reason,
+            }
+        )
+    t = verdict.totals
+    return {
+        "schema": VERDICT_SCHEMA,
+        "scenario": verdict.scenario,
+        "profile": verdict.profile,
+        "baseline": verdict.baseline_path,
+        "window": {
+            "start_s": verdict.window.start_s,
+            "end_s": verdict.window.end_s,
+            "description": verdict.window.description,
+        },
+        "criteria": criteria,
+        "totals": {
+            "requests": t.requests,
+            "failures": t.failures,
+            "error_rate": _finite(t.error_rate),
+            "rps": _finite(t.rps),
+            "p95_ms": _finite(t.p95_ms),
+        },
+        "references": [ref.model_dump(mode="json") for ref in verdict.references],
+        "aborted": verdict.aborted,
+        "interrupted": verdict.interrupted,
+        "notes": list(verdict.notes),
+        "passed": verdict.passed,
+        "exit_code": verdict.exit_code,
+        "summary": verdict.summary,
+    }
+
+
+def write_verdict_json(verdict: Verdict, path: str | os.PathLike[str]) -> Path:
+    """Write ``verdict.json`` (UTF-8, strict JSON: no NaN); returns the path written."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(verdict_to_dict(verdict), indent=2, ensure_ascii=False, allow_nan=False)
+    out.write_text(text + "\n", encoding="utf-8")
+    return out
+
+
+def junit_tree(verdict: Verdict) -> ET.ElementTree[ET.Element]:
+    """One testsuite, one testcase per criterion, plus a "run" testcase if aborted/interrupted."""
+    suite_name = f"loadkit.{verdict.scenario}.{verdict.profile}"
+    suite = ET.Element("testsuite", name=suite_name)
+    props = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("scenario", verdict.scenario),
+        ("profile", verdict.profile),
+        ("window", verdict.window.description),
+        ("baseline", verdict.baseline_path or ""),
+    ):
+        ET.SubElement(props, "property", name=key, value=value)
+    tests = failures = skipped = 0
+    for r in verdict.results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=suite_name,
+            name=f"criteria[{r.index}] {r.criterion.describe()}",
+        )
+        tests += 1
+        if r.status == SKIPPED:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=r.reason)
+        elif r.status in (FAILED, NO_DATA):
+            failures += 1
+            failure = ET.SubElement(case, "failure", message=r.reason, type=r.status)
+            failure.text = f"{r.criterion.describe()}: {r.reason}"
+    if verdict.aborted or verdict.interrupted:
+        case = ET.SubElement(suite, "testcase", classname=suite_name, name="run completed")
+        tests += 1
+        failures += 1
+        why = f"aborted: {verdict.aborted}" if verdict.aborted else "interrupted"
+        ET.SubElement(
+            case, "failure", message=why, type="aborted" if verdict.aborted else "interrupted"
+        )
+    counts = {
+        "tests": str(tests),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(skipped),
+    }
+    suite.attrib.update(counts)
+    root = ET.Element("testsuites", {"name": "loadkit", **counts})
+    root.append(suite)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit_xml(verdict: Verdict, path: str | os.PathLike[str]) -> Path:
+    """Write the verdict as JUnit XML for CI test reports; returns the path written."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    junit_tree(verdict).write(out, encoding="utf-8", xml_declaration=True)
+    return out

@@ -1,0 +1,1 @@
+"""What a simulated client does: test data, response checks, following import jobs."""

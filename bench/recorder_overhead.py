@@ -71,11 +71,10 @@ def bench_loop_overhead() -> float:
 
 def bench_locust_event(with_recorder: bool) -> float:
     """A Locust ``request`` event (with Locust's own stats listener) per call."""
+    from loadkit.measure.recorder import attach
     from locust import User
     from locust.env import Environment
     from locust.event import Events
-
-    from loadkit.measure.recorder import attach
 
     class _Idle(User):
         abstract = True

@@ -41,4 +41,4 @@ class BulkImportUser(PlatformUser):
             started_s=started_s,
             timeout_s=self.settings.import_timeout_s,
         )
-        report_processing_time(self.environment.events, outcome)
+        report_processing_time(self.record_timing, outcome)

@@ -6,11 +6,10 @@ daily load; its steady throughput is the number later runs are compared with.
     locust -f locustfiles/health.py,shapes/average.py --headless
 """
 
-from loadkit.core.profiles import PROFILES
 from loadkit.plugin.staged_shape import StagedShape
 
 
 class AverageShape(StagedShape):
     """10 users from the first second, for 5 minutes."""
 
-    stages = PROFILES["average"]
+    profile = "average"

@@ -6,11 +6,10 @@ anyone spends minutes on a bigger profile. It proves nothing about capacity.
     locust -f locustfiles/health.py,shapes/smoke.py --headless
 """
 
-from loadkit.core.profiles import PROFILES
 from loadkit.plugin.staged_shape import StagedShape
 
 
 class SmokeShape(StagedShape):
     """1 user from the first second, for 30 s."""
 
-    stages = PROFILES["smoke"]
+    profile = "smoke"

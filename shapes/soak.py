@@ -7,11 +7,10 @@ pools, filling disks show up here, not in short runs).
     locust -f locustfiles/health.py,shapes/soak.py --headless
 """
 
-from loadkit.core.profiles import PROFILES
 from loadkit.plugin.staged_shape import StagedShape
 
 
 class SoakShape(StagedShape):
     """20 users from the first second, for 1 hour."""
 
-    stages = PROFILES["soak"]
+    profile = "soak"

@@ -7,11 +7,10 @@ P95 latency comes back to its pre-spike level once the load drops. The first sta
     locust -f locustfiles/health.py,shapes/spike.py --headless
 """
 
-from loadkit.core.profiles import PROFILES
 from loadkit.plugin.staged_shape import StagedShape
 
 
 class SpikeShape(StagedShape):
     """Ramp to 1 user over 30 s, to 100 over the next 30 s, back to 1 over the last 30 s."""
 
-    stages = PROFILES["spike"]
+    profile = "spike"

@@ -7,11 +7,10 @@ knee instead of holding one level.
     locust -f locustfiles/health.py,shapes/stress.py --headless
 """
 
-from loadkit.core.profiles import PROFILES
 from loadkit.plugin.staged_shape import StagedShape
 
 
 class StressShape(StagedShape):
     """50 users from the first second, for 10 minutes."""
 
-    stages = PROFILES["stress"]
+    profile = "stress"

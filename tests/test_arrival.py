@@ -31,7 +31,7 @@ from loadkit.core.arrival_schedule import (
 )
 from loadkit.core.profiles import ProfileError
 from loadkit.endpoints import INTENDED_REQUEST_TYPE
-from loadkit.measure.recorder import RunRecorder
+from loadkit.measure.collector import Collector
 from loadkit.plugin.arrival import (
     ArrivalRateUser,
     add_arrival_arguments,
@@ -258,7 +258,7 @@ def test_read_arrival_options_defaults_and_web_strings() -> None:
     ("argv", "message"),
     [
         (["--rate", "abc"], "loadkit: invalid rate 'abc'"),
-        (["--rate", "5", "--rate-stage", "1s:5"], "loadkit: give a rate or rate stages, not both"),
+        (["--rate", "5", "--rate-stage", "1s:5"], "loadkit: give --rate or --rate-stage, not both"),
         (["--rate-stage", "30s"], "loadkit: invalid rate stage '30s'"),
     ],
 )
@@ -268,8 +268,9 @@ def test_cli_rejects_bad_rates_in_one_line(argv: list[str], message: str, capsys
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
-def test_recorder_keeps_intended_rows_out_of_the_http_total() -> None:
-    recorder = RunRecorder(start_epoch_s=1000.0, start_mono_s=0.0)
+def test_collector_keeps_intended_rows_out_of_the_http_total() -> None:
+    recorder = Collector()
+    recorder.start(run_id=None, start_epoch_s=1000.0, start_mono_s=0.0)
     recorder.record("POST", "/api/calls", 500.0, False, 1.5)
     recorder.record(INTENDED_REQUEST_TYPE, "POST /api/calls", 520.0, False, 1.5)
     snapshot = recorder.snapshot()
@@ -321,7 +322,7 @@ def test_executor_runs_at_the_rate_caps_and_records_intended_rows() -> None:
     runner.start(3, spawn_rate=100)  # three users, one executor: the rate is not tripled
     gevent.sleep(1.0)
     runner.quit()
-    started, dropped = tracker_of(environment).totals()
+    started, dropped = tracker_of(environment).local_counts()
     assert started + dropped == pytest.approx(21, abs=2)
     assert 3 <= started <= 3 + 3 * (1.0 - ITERATION_S) / ITERATION_S + 1
     assert dropped >= 5

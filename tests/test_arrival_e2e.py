@@ -165,7 +165,7 @@ def test_in_flight_cap_drops_and_counts_iterations(
 ) -> None:
     # 5 in flight x 500 ms = at most 10 calls/s start; the other ~40/s are dropped.
     run = loadkit_run(
-        ["--rate", str(RATE_PER_S), "-t", "3s", "--", "--max-in-flight", "5"], platform, tmp_path
+        ["--rate", str(RATE_PER_S), "-t", "3s", "--max-in-flight", "5"], platform, tmp_path
     )
     code, output = run.finish()
     assert code == 0, output

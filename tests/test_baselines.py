@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from loadkit import registry
 from loadkit.core import baselines
 from loadkit.core.baselines import (
     PROFILES,
-    SCENARIO_REQUESTS,
     SCENARIOS,
     TOTAL,
     Baseline,
@@ -38,7 +38,7 @@ def test_shipped_baseline_loads_for_its_scenario(scenario: str) -> None:
     baseline = load_baseline(default_baseline_path(scenario), scenario)
     assert baseline.scenario == scenario
     assert baseline.path == str(REPO_BASELINES / f"{scenario}.toml")
-    known = {*SCENARIO_REQUESTS[scenario], TOTAL}
+    known = {*registry.SCENARIOS[scenario].requests, TOTAL}
     assert {c.request for c in baseline.criteria if c.request} <= known
 
 
@@ -61,13 +61,13 @@ def test_every_scenario_file_exists_and_no_stray_files() -> None:
 
 
 def test_scenario_requests_use_grouped_names() -> None:
-    assert SCENARIO_REQUESTS["full_system"] == (
+    assert registry.SCENARIOS["full_system"].requests == (
         "POST /api/calls",
         "POST /api/calls/[id]/retry",
         "GET /api/analytics/dashboard",
     )
-    assert "JOB bulk import: upload to completed" in SCENARIO_REQUESTS["bulk_import"]
-    assert set(SCENARIO_REQUESTS) == set(SCENARIOS)
+    assert "JOB bulk import: upload to completed" in registry.SCENARIOS["bulk_import"].requests
+    assert set(registry.SCENARIOS) == set(SCENARIOS)
 
 
 def test_default_path_is_repo_baselines_unless_overridden(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadkit.workload.checks import expect_json
+from loadkit.workload.checks import NoResponseError, expect_json
 
 
 @dataclass
@@ -57,3 +57,29 @@ def test_unexpected_status_and_connection_error() -> None:
     long_reply = Reply(500, "x" * 500)
     expect_json(long_reply, 200)
     assert long_reply.outcome is not None and len(long_reply.outcome) < 200
+
+
+def test_no_response_is_labelled_by_what_happened() -> None:
+
+    import gevent
+
+    cases = [
+        (TimeoutError("timed out"), "timed out (no response), expected HTTP 200", True),
+        (TimeoutError("read timed out"), "timed out (no response), expected HTTP 200", True),
+        (gevent.Timeout(5), "timed out (no response), expected HTTP 200", True),
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            "no response (connection refused)",
+            False,
+        ),
+        (ConnectionResetError(104, "reset by peer"), "no response (connection reset)", False),
+    ]
+    for error, text, timed_out in cases:
+        reply = Reply(0, None)
+        reply.error = error  # type: ignore[attr-defined]  (FastHttpUser's ErrorResponse.error)
+        captured: list[object] = []
+        reply.failure = captured.append  # type: ignore[method-assign]
+        expect_json(reply, 200)
+        (exc,) = captured
+        assert isinstance(exc, NoResponseError) and str(exc).startswith(text), exc
+        assert exc.timed_out is timed_out and exc.no_response

@@ -80,7 +80,7 @@ def test_preflight_command_exit_codes(platform) -> None:
         [sys.executable, "-m", "loadkit.cli.main", "preflight"], capture_output=True, text=True,
         timeout=30, env=kit_env(platform.url, api_key="wrong-key-123"), stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    assert rejected.returncode == 1
+    assert rejected.returncode == 2  # README: a failed preflight sends nothing, exit 2
     assert "✗ API key rejected (HTTP 403)" in rejected.stdout
     assert "wrong-key-123" not in rejected.stdout + rejected.stderr
     unnamed = loadkit("preflight")

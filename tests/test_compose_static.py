@@ -27,8 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pydantic import TypeAdapter
 
-from loadkit import endpoints
-from loadkit.core.profiles import PROFILES
+from loadkit import endpoints, registry
 from loadkit.platform.config import config_from_args
 from loadkit.platform.server import build_parser as build_platform_parser
 from loadkit.plugin import setup as _plugin  # noqa: F401  (adds the kit's options to Locust's)
@@ -232,7 +231,7 @@ def test_master_and_workers_run_the_same_locustfile_and_shape() -> None:
     ]
 
 
-@pytest.mark.parametrize("profile", [*PROFILES, "custom"])
+@pytest.mark.parametrize("profile", [*registry.PROFILES, "custom"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_scenario_and_profile_resolves_to_files_in_the_image(
     scenario: str, profile: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from loadkit.measure.per_second import PerSecondSeries
+from loadkit.measure.collector import Collector, ProcessSample
 from loadkit.results.plot import DPI, HEIGHT_IN, WIDTH_IN, main, plot_timeseries
 from loadkit.results.timeseries import JsonlWriter
 
@@ -24,12 +24,14 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def a_spike_run(path: Path) -> Path:
     """60 s: 10 users, a spike to 50 at 20-40 s with slower, partly failing responses."""
-    series = PerSecondSeries(start_epoch_s=1_700_000_000.5, start_mono_s=0.0)
+    series = Collector()
+    series.start(run_id=None, start_epoch_s=1_700_000_000.5, start_mono_s=0.0)
     for second in range(60):
         spike = 20 <= second < 40
         users = 50 if spike else 10
         series.sample_users(users, 1_700_000_000 + second)
-        series.sample_rss("local", "local", 80_000_000 + second * 10_000, 1_700_000_000 + second)
+        rss = ProcessSample("local", 80_000_000 + second * 10_000)
+        series.sample_process("local", rss, 1_700_000_000 + second)
         for i in range(users * 5):
             now = second + i / (users * 5)
             slow = 4.0 if spike else 1.0

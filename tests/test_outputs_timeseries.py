@@ -22,7 +22,7 @@ import pytest
 from conftest import kit_env
 
 from loadkit.endpoints import JOB_REQUEST_TYPE
-from loadkit.measure.per_second import PerSecondSeries
+from loadkit.measure.collector import Collector, ProcessSample
 from loadkit.platform.launcher import RunningPlatform
 from loadkit.plugin.outputs import add_output_arguments, parse_output_spec
 from loadkit.results.timeseries import JsonlWriter, read_records
@@ -34,8 +34,10 @@ START_MONO_S = 500.0
 T0 = 1_700_000_000
 
 
-def fake_series(run_id: str | None = None) -> PerSecondSeries:
-    return PerSecondSeries(start_epoch_s=START_EPOCH_S, start_mono_s=START_MONO_S, run_id=run_id)
+def fake_series(run_id: str | None = None) -> Collector:
+    collector = Collector()
+    collector.start(run_id=run_id, start_epoch_s=START_EPOCH_S, start_mono_s=START_MONO_S)
+    return collector
 
 
 def at(run_s: float) -> float:
@@ -115,7 +117,7 @@ def test_users_and_memory_samples() -> None:
     series = fake_series()
     series.sample_users(3, T0)
     series.sample_users(5, T0)  # the last sample of a second wins
-    series.sample_rss("local", "local", 1234, T0)
+    series.sample_process("local", ProcessSample("local", 1234), T0)
     series.record("GET", "/a", 1.0, False, at(1.0))  # second 1: no users sample, carried over
     records = series.pop_records(T0 + 2)
     assert [r["users"] for r in by_name(records, "Aggregated").values()] == [5, 5]
@@ -153,12 +155,14 @@ def test_worker_deltas_merge_to_the_same_records_as_one_process() -> None:
     single = fake_series()
     master = fake_series(run_id="run-1")
     clocks = {"w1": (0.4, 7.0), "w2": (0.1, 90_000.0)}  # lag behind the master, monotonic start
-    workers = {
-        name: PerSecondSeries(
-            start_epoch_s=START_EPOCH_S + lag_s, start_mono_s=mono_s, run_id="run-1"
+    workers = {name: Collector() for name in clocks}
+    for name, (lag_s, mono_s) in clocks.items():  # told of the master's start lag_s late
+        workers[name].start(
+            run_id="run-1",
+            start_epoch_s=START_EPOCH_S,
+            start_mono_s=mono_s,
+            now_epoch_s=START_EPOCH_S + lag_s,
         )
-        for name, (lag_s, mono_s) in clocks.items()
-    }
     for step in range(600):
         name = "w1" if step % 3 else "w2"
         lag_s, mono_s = clocks[name]
@@ -211,7 +215,7 @@ def test_deltas_of_another_run_are_dropped() -> None:
     old = fake_series(run_id="old")
     old.record("GET", "/a", 1.0, False, at(0.5))
     assert not master.merge_delta("w1", old.export_delta(at(1.0)))
-    assert master.stale_deltas == 1
+    assert master.stale_reports == 1
     assert by_name(master.pop_records(T0 + 1), "/a") == {}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loadkit import registry
 from loadkit.core.profile_report import (
     HistoryRow,
     estimate_start_s,
@@ -18,10 +19,10 @@ from loadkit.core.profile_report import (
     spike_report,
     stress_report,
 )
-from loadkit.core.profiles import PROFILES, Stage, scale, users_at
+from loadkit.core.profiles import Stage, scale, users_at
 
 T0 = 1_700_000_000.0
-SPIKE = PROFILES["spike"]
+SPIKE = registry.PROFILES["spike"].stages
 
 
 def history(

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loadkit import registry
 from loadkit.cli.profile_summary import generator_rss, history_rows, profile_summary, stress_limits
 from loadkit.core.baselines import parse_baseline
-from loadkit.core.profiles import PROFILES
+from loadkit.core.plan import RunPlan
+
+
+def plan_of(profile: str) -> RunPlan:
+    return RunPlan("health", profile, registry.PROFILES[profile].stages)
 
 
 def write_series(run_dir: Path, seconds: list[tuple[int, int, float, int]]) -> None:
@@ -48,7 +53,7 @@ def test_history_rows_come_from_the_per_second_aggregate(tmp_path: Path) -> None
 
 def test_soak_report_shows_generator_memory_growth(tmp_path: Path) -> None:
     write_series(tmp_path, [(2, 100, 1.0, 100_000_000 + i * 1_000_000) for i in range(12)])
-    lines = profile_summary("soak", PROFILES["soak"], tmp_path, None)
+    lines = profile_summary(plan_of("soak"), tmp_path)
     assert lines[0].startswith("soak (first vs last")
     # 100 requests every second: both windows must say exactly 100 rps, no drift.
     assert lines[1].endswith(", 100.0 rps") and lines[2].endswith(", 100.0 rps")
@@ -58,7 +63,7 @@ def test_soak_report_shows_generator_memory_growth(tmp_path: Path) -> None:
 
 def test_profiles_without_a_report_and_stress_limits_from_the_baseline(tmp_path: Path) -> None:
     write_series(tmp_path, [(1, 10, 1.0, 1)])
-    assert profile_summary("average", PROFILES["average"], tmp_path, None) == []
+    assert profile_summary(plan_of("average"), tmp_path) == []
     baseline = parse_baseline(
         """
         scenario = "health"

@@ -19,17 +19,16 @@ import pytest
 from locust.argument_parser import LocustArgumentParser
 from locust.util.load_locustfile import load_locustfile
 
+from loadkit import registry
+from loadkit.core.plan import PlanError, resolve_stages
 from loadkit.core.profile_report import load_history, spike_report
 from loadkit.core.profiles import (
-    PROFILE_PURPOSE,
-    PROFILES,
     ProfileError,
     Stage,
     constant,
     main_steady_window,
     parse_duration,
     parse_stage,
-    resolve_profile,
     scale,
     steady_windows,
     total_duration_s,
@@ -44,7 +43,8 @@ from loadkit.plugin.staged_shape import (
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "shapes"
-SPIKE = PROFILES["spike"]
+STAGES = {name: spec.stages for name, spec in registry.PROFILES.items()}
+SPIKE = STAGES["spike"]
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -124,13 +124,13 @@ def test_stage_validates_itself() -> None:
 
 
 def test_profiles_are_the_guides_numbers() -> None:
-    assert PROFILES["smoke"] == (Stage(0, 1), Stage(30, 1))
-    assert PROFILES["average"] == (Stage(0, 10), Stage(300, 10))
-    assert PROFILES["stress"] == (Stage(0, 50), Stage(600, 50))
-    assert PROFILES["spike"] == (Stage(30, 1), Stage(30, 100), Stage(30, 1))
-    assert PROFILES["soak"] == (Stage(0, 20), Stage(3600, 20))
-    assert set(PROFILE_PURPOSE) == set(PROFILES)
-    assert all(line and "\n" not in line for line in PROFILE_PURPOSE.values())
+    assert STAGES["smoke"] == (Stage(0, 1), Stage(30, 1))
+    assert STAGES["average"] == (Stage(0, 10), Stage(300, 10))
+    assert STAGES["stress"] == (Stage(0, 50), Stage(600, 50))
+    assert STAGES["spike"] == (Stage(30, 1), Stage(30, 100), Stage(30, 1))
+    assert STAGES["soak"] == (Stage(0, 20), Stage(3600, 20))
+    purposes = [p.purpose for p in registry.PROFILES.values()]
+    assert all(line and "\n" not in line for line in purposes)
 
 
 def test_users_at_interpolates_the_spike() -> None:
@@ -142,7 +142,7 @@ def test_users_at_interpolates_the_spike() -> None:
 
 
 def test_users_at_zero_length_stages_jump() -> None:
-    soak = PROFILES["soak"]
+    soak = STAGES["soak"]
     assert users_at(soak, 0) == 20
     assert users_at(soak, 3600) == 20
     assert users_at(soak, 3600.5) is None
@@ -169,9 +169,9 @@ def test_scale() -> None:
 
 def test_durations_and_steady_windows() -> None:
     assert total_duration_s(SPIKE) == 90
-    assert total_duration_s(PROFILES["soak"]) == 3600
-    assert steady_windows(PROFILES["average"]) == [(0.0, 300.0)]
-    assert main_steady_window(PROFILES["average"]) == (0.0, 300.0)
+    assert total_duration_s(STAGES["soak"]) == 3600
+    assert steady_windows(STAGES["average"]) == [(0.0, 300.0)]
+    assert main_steady_window(STAGES["average"]) == (0.0, 300.0)
     assert steady_windows(SPIKE) == []  # only ramps
     assert main_steady_window(SPIKE) is None
     steps = (
@@ -193,26 +193,30 @@ def test_durations_and_steady_windows() -> None:
     assert steady_windows(instant_dip) == [(0.0, 30.0)]  # a dip lasting no time is no dip
 
 
-def test_resolve_profile() -> None:
-    assert resolve_profile("spike", ()) == SPIKE
-    assert resolve_profile("smoke", (), 0.5, 3) == (Stage(0, 3), Stage(15, 3))
-    custom = resolve_profile("spike", ["10s:5", "20s:0,5s:2"], time_scale=2)
-    assert custom == (Stage(20, 5), Stage(40, 0), Stage(10, 2))
-    assert resolve_profile(None, ["1m:5"]) == (Stage(60, 5),)
-
-
-def test_resolve_profile_errors() -> None:
-    with pytest.raises(ProfileError) as info:
-        resolve_profile("spiky", ())
-    assert str(info.value) == (
-        "unknown profile 'spiky' (choose from: smoke, average, stress, spike, soak)"
+def test_resolve_stages() -> None:
+    assert resolve_stages("spike", ()) == ("spike", SPIKE)
+    assert resolve_stages("smoke", (), time_scale=0.5, user_scale=3) == (
+        "smoke",
+        (Stage(0, 3), Stage(15, 3)),
     )
-    with pytest.raises(ProfileError, match="unknown profile"):
-        resolve_profile("spiky", ["10s:5"])  # a typo is reported even with custom stages
-    with pytest.raises(ProfileError, match="no profile given"):
-        resolve_profile(None, ["", " "])
+    custom = resolve_stages("spike", ["10s:5", "20s:0,5s:2"], time_scale=2)
+    assert custom == ("custom", (Stage(20, 5), Stage(40, 0), Stage(10, 2)))
+    assert resolve_stages(None, ["1m:5"]) == ("custom", (Stage(60, 5),))
+
+
+def test_resolve_stages_errors() -> None:
+    with pytest.raises(PlanError) as info:
+        resolve_stages("spiky", ())
+    assert str(info.value) == (
+        "unknown profile 'spiky' (did you mean 'spike'? choose from: "
+        "smoke, average, stress, spike, soak)"
+    )
+    with pytest.raises(PlanError, match="unknown profile"):
+        resolve_stages("spiky", ["10s:5"])  # a typo is reported even with custom stages
+    with pytest.raises(PlanError, match="no profile given"):
+        resolve_stages(None, ["", " "])
     with pytest.raises(ProfileError, match="invalid stage '10s'"):
-        resolve_profile(None, ["10s"])
+        resolve_stages(None, ["10s"])
 
 
 # ----------------------------------------------------------------------------- the shape files
@@ -262,13 +266,13 @@ def _timeline(
     return out
 
 
-@pytest.mark.parametrize("name", list(PROFILES))
+@pytest.mark.parametrize("name", list(registry.PROFILES))
 def test_shape_files_follow_users_at(name: str) -> None:
     shape = _load_shape(name)
     assert type(shape).__name__ == f"{name.capitalize()}Shape"
-    assert type(shape).stages == PROFILES[name]
+    assert type(shape).profile == name and type(shape).base_stages() == STAGES[name]
     assert (type(shape).__doc__ or "").strip()
-    stages = PROFILES[name]
+    stages = STAGES[name]
     end_s = int(total_duration_s(stages))
     for t, tick in _timeline(shape, [float(t) for t in range(end_s + 3)]):
         expected = users_at(stages, t)
@@ -321,7 +325,7 @@ def test_off_grid_final_target_is_sent_once_after_the_end() -> None:
 def test_spawn_rate_reaches_the_target_within_a_tick() -> None:
     # Locust's dispatcher starts floor(rate) users per iteration, iterations ~1/rate apart:
     # the target is reached at once iff floor(rate) >= the gap.
-    for name in PROFILES:
+    for name in registry.PROFILES:
         shape = _load_shape(name)
         runner = _fake_runner(time_scale=0.1, stage=None)
         shape.runner = runner
@@ -329,7 +333,7 @@ def test_spawn_rate_reaches_the_target_within_a_tick() -> None:
         shape.get_run_time = clock  # type: ignore[method-assign]
         shape.reset_time()
         seen = set()
-        for k in range(int(total_duration_s(PROFILES[name]) * 0.1) + 3):
+        for k in range(int(total_duration_s(STAGES[name]) * 0.1) + 3):
             clock.now_s = k * 0.7
             tick = shape.tick()
             if tick is None:
@@ -339,7 +343,7 @@ def test_spawn_rate_reaches_the_target_within_a_tick() -> None:
             assert math.floor(rate) >= abs(target - runner.user_count), (name, tick)
             runner.user_count = target  # the runner got there within the tick
             seen.add(target)
-        assert max(seen) == max(stage.target_users for stage in PROFILES[name])
+        assert max(seen) == max(stage.target_users for stage in STAGES[name])
 
 
 def test_spawn_rate_covers_a_lagging_runner() -> None:
@@ -398,11 +402,11 @@ def test_read_profile_options() -> None:
 def test_make_shape_class() -> None:
     cls = make_shape_class("spike")
     assert cls.__name__ == "SpikeShape" and cls.abstract is False
-    assert cls.stages == SPIKE and cls.__doc__ == PROFILE_PURPOSE["spike"]
+    assert cls.base_stages() == SPIKE and cls.__doc__ == registry.PROFILES["spike"].purpose
     custom = make_shape_class([Stage(5, 3)])
     assert custom.stages == (Stage(5, 3),)
     assert [tick for _, tick in _timeline(custom(), [5.0, 6.0])] == [(3, 3.0), None]
-    with pytest.raises(ProfileError, match="unknown profile 'nope'"):
+    with pytest.raises(registry.UnknownProfileError, match="unknown profile 'nope'"):
         make_shape_class("nope")
     assert StagedShape.abstract is True
 

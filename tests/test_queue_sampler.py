@@ -224,13 +224,9 @@ def test_no_sampler_on_workers() -> None:
 
 
 LOCUSTFILE = """
-import os
-from pathlib import Path
+from locust import User, constant, task
 
-from locust import User, constant, events, task
-
-from loadkit.plugin.queue import install_queue_sampler
-from loadkit.settings import load_settings
+import loadkit.plugin.setup  # noqa: F401  (the kit's plugin: the queue sampler comes with it)
 
 
 class Idle(User):
@@ -239,14 +235,6 @@ class Idle(User):
     @task
     def idle(self):
         pass
-
-
-@events.init.add_listener
-def _init(environment, **_):
-    results = os.environ.get("QUEUE_TEST_RESULTS")
-    install_queue_sampler(
-        environment, load_settings(), results_dir=Path(results) if results else None
-    )
 """
 
 
@@ -261,13 +249,12 @@ def test_headless_run_writes_the_series_and_keeps_samples_out_of_the_stats(
     platform: RunningPlatform, locustfile: Path, tmp_path: Path
 ) -> None:
     results = tmp_path / "results"
-    env = kit_env(
-        platform.url, QUEUE_TEST_RESULTS=str(results), LOADKIT_QUEUE_SAMPLE_INTERVAL_S="0.25"
-    )
+    env = kit_env(platform.url, LOADKIT_QUEUE_SAMPLE_INTERVAL_S="0.25")
     done = subprocess.run(
         [
             *LOCUST,
             *["-f", str(locustfile), "--headless", "-u", "1", "-r", "1", "-t", "2s"],
+            *["--no-baseline", "--results-dir", str(results)],
             *["--csv", str(tmp_path / "stats"), "--only-summary"],
         ],
         env=env,
@@ -292,7 +279,7 @@ def web_locust(platform: RunningPlatform, locustfile: Path) -> Iterator[str]:
         [
             *LOCUST,
             *["-f", str(locustfile), "--web-host", "127.0.0.1", "--web-port", str(port)],
-            *["--host", platform.url],
+            *["--host", platform.url, "--no-baseline"],
         ],
         env=env,
         stdin=subprocess.DEVNULL,

@@ -149,7 +149,11 @@ def test_api_key_never_appears_in_output_or_results(
     [
         (["health"], {"LOADKIT_REQUEST_TIMEOUT_S": "soon"}, "LOADKIT_REQUEST_TIMEOUT_S='soon'"),
         (["health"], {"API_URL": "127.0.0.1:1"}, "invalid setting API_URL='127.0.0.1:1'"),
-        (["healthz"], {}, "unknown scenario 'healthz' (choose from: health,"),
+        (
+            ["healthz"],
+            {},
+            "unknown scenario 'healthz' (did you mean 'health'? choose from: health,",
+        ),
         (["health", "--profile", "spiky"], {}, "unknown profile 'spiky'"),
         (["health", "--stage", "30s"], {}, "'30s'"),
     ],

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from loadkit import registry
 from loadkit.core.baselines import (
     PROFILES,
-    SCENARIO_REQUESTS,
     SCENARIOS,
     Baseline,
     default_baseline_path,
@@ -21,9 +21,11 @@ from loadkit.core.baselines import (
 from loadkit.core.metrics import EndpointMetrics
 from loadkit.core.verdict import (
     EXIT_FAILED,
+    EXIT_INCOMPLETE,
     EXIT_PASSED,
     AbortWatch,
     GaugeSummary,
+    RunState,
     Verdict,
     evaluate,
 )
@@ -236,16 +238,25 @@ def test_window_description() -> None:
         evaluate(m, b, profile="average", window=(10, 5))
 
 
-def test_aborted_and_interrupted_runs_fail() -> None:
+def test_runs_that_did_not_complete_never_pass() -> None:
     b = single("GET /health", "p95", "<", '"20ms"')
     m = metrics(row("GET /health", p95_ms=5))
-    aborted = evaluate(m, b, profile="soak", aborted="criteria[3] total error_rate < 50% failed")
-    assert aborted.results[0].status == "passed"
+    reason = "criteria[3] total error_rate < 50% failed for 30 s"
+    aborted = evaluate(m, b, profile="soak", state=RunState.ABORTED, state_reason=reason)
+    assert aborted.results[0].status == "passed" and aborted.criteria_held
     assert not aborted.passed and aborted.exit_code == EXIT_FAILED
-    assert aborted.summary.startswith("FAILED: aborted — criteria[3]")
-    interrupted = evaluate(m, b, profile="soak", interrupted=True)
-    assert interrupted.exit_code == EXIT_FAILED
-    assert "interrupted" in interrupted.summary
+    assert aborted.summary.startswith(f"ABORTED: {reason} (on what was measured: 1 of 1")
+    for state in (RunState.INTERRUPTED, RunState.STOPPED_EARLY, RunState.LOST_WORKER):
+        verdict = evaluate(m, b, profile="soak", state=state, state_reason="why")
+        assert not verdict.passed and verdict.exit_code == EXIT_INCOMPLETE, state
+        assert verdict.headline == state.value.upper()
+        assert verdict.summary.startswith(f"{state.value.upper()}: why"), verdict.summary
+    failing = evaluate(
+        metrics(row("GET /health", p95_ms=50)), b, profile="soak", state=RunState.STOPPED_EARLY
+    )
+    assert failing.exit_code == EXIT_FAILED  # a failure wins over "did not complete"
+    live = evaluate(m, b, profile="soak", state=RunState.RUNNING, live=True)
+    assert live.headline == "RUNNING" and live.summary.startswith("RUNNING: so far")
 
 
 def test_job_entries_are_judged_like_endpoints() -> None:
@@ -313,7 +324,7 @@ def test_unsampled_gauge_and_missing_counter_are_no_data() -> None:
 def test_shipped_baselines_pass_a_healthy_run(scenario: str, profile: str) -> None:
     """Numbers comfortably inside every shipped threshold pass: the files are consistent."""
     b = load_baseline(default_baseline_path(scenario), scenario)
-    rows = [row(name, p95_ms=5, rps=5000) for name in SCENARIO_REQUESTS[scenario]]
+    rows = [row(name, p95_ms=5, rps=5000) for name in registry.SCENARIOS[scenario].requests]
     rows.append(row("Aggregated", p95_ms=5, rps=5000))
     gauges = {"queue_depth": GaugeSummary(samples=10, min=0, max=10, avg=5, p95=9, final=0)}
     verdict = evaluate(metrics(*rows), b, profile=profile, gauges=gauges)
@@ -411,6 +422,10 @@ DOCUMENTED_KEYS = {
     "criteria",
     "totals",
     "references",
+    "state",
+    "state_reason",
+    "live",
+    "criteria_held",
     "aborted",
     "interrupted",
     "notes",
@@ -438,7 +453,7 @@ CRITERION_KEYS = {
 
 
 def test_verdict_json_round_trip(tmp_path: Path) -> None:
-    verdict = mixed_verdict(aborted="criteria[4] failed for 30 s")
+    verdict = mixed_verdict(state=RunState.ABORTED, state_reason="criteria[4] failed for 30 s")
     path = write_verdict_json(verdict, tmp_path / "run" / "verdict.json")
     loaded = json.loads(path.read_text(encoding="utf-8"))
     assert loaded == verdict_to_dict(verdict)
@@ -448,6 +463,7 @@ def test_verdict_json_round_trip(tmp_path: Path) -> None:
     assert loaded["window"]["start_s"] == 60.0 and loaded["window"]["end_s"] == 360.0
     assert (loaded["passed"], loaded["exit_code"], loaded["interrupted"]) == (False, 1, False)
     assert loaded["aborted"] == "criteria[4] failed for 30 s"
+    assert (loaded["state"], loaded["live"], loaded["criteria_held"]) == ("aborted", False, False)
     assert loaded["totals"] == {
         "requests": 10000, "failures": 2, "error_rate": 0.0002, "rps": 41.5, "p95_ms": 12,
     }  # fmt: skip
@@ -472,24 +488,27 @@ def test_junit_counts_and_kinds(tmp_path: Path) -> None:
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "loadkit.health.average"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "2", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("6", "2", "1")
     cases = suite.findall("testcase")
     assert cases[0].get("name") == "criteria[0] GET /health p95 <= 20 ms"
     kinds = [[child.tag for child in c] for c in cases]
-    assert kinds == [[], ["failure"], ["skipped"], ["failure"], []]
+    assert kinds == [[], ["failure"], ["skipped"], ["failure"], [], []]
+    assert cases[-1].get("name") == "run completed"  # it did: no failure
     no_data = cases[3].find("failure")
     assert no_data is not None and no_data.get("type") == "no data"
 
 
 def test_junit_reports_an_interrupted_run(tmp_path: Path) -> None:
-    path = write_junit_xml(mixed_verdict(interrupted=True), tmp_path / "junit.xml")
+    interrupted = mixed_verdict(state=RunState.INTERRUPTED, state_reason="Ctrl-C at 12.0 s")
+    path = write_junit_xml(interrupted, tmp_path / "junit.xml")
     suite = ET.parse(path).getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures")) == ("6", "3")
     last = suite.findall("testcase")[-1]
     assert last.get("name") == "run completed"
     failure = last.find("failure")
-    assert failure is not None and failure.get("message") == "interrupted"
+    assert failure is not None and failure.get("message") == "interrupted — Ctrl-C at 12.0 s"
+    assert failure.get("type") == "interrupted"
 
 
 # --- abort watch ----------------------------------------------------------------------------

@@ -86,7 +86,8 @@ def test_malformed_baseline_exits_2_with_no_request_sent(
 ) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(TWO_ROUTES_P95.replace('value = "200ms"', 'value = "200kg"', 1))
-    result = run_kit(["full_system", "--baseline", str(bad)], kit_env(fresh_platform.url), tmp_path)
+    args = ["full_system", "-t", "5s", "--baseline", str(bad)]
+    result = run_kit(args, kit_env(fresh_platform.url), tmp_path)
     assert result.exit_code == 2
     assert f"{bad}:8: criteria[0].value: bad unit 'kg'" in result.output
     # Plain Locust with the same plugin refuses it the same way.

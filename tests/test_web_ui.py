@@ -78,8 +78,10 @@ def test_profiles_in_the_class_picker_start_stop_restart_and_a_verdict_each_time
             what="the verdict",
         )
         assert verdict == "smoke"
-        first = json.loads(next(tmp_path.glob("*/verdict.json")).read_text())
+        first_path = next(tmp_path.glob("health-ui-*/1-smoke/verdict.json"))
+        first = json.loads(first_path.read_text())
         assert first["profile"] == "smoke" and first["passed"] is True
+        assert first["state"] == "complete"
 
         # 2. Restart with the spike profile, stop it by hand: judged again, as that profile.
         form |= {"shape_class": "SpikeShape", "user_count": 1}
@@ -89,16 +91,23 @@ def test_profiles_in_the_class_picker_start_stop_restart_and_a_verdict_each_time
             what="the spike to start",
         )
         time.sleep(1.5)
-        requests.get(base + "/stop", timeout=5)
+        assert requests.post(base + "/stop", timeout=5).json()["success"]
         second = wait_for(
             lambda: (
                 (v := requests.get(base + "/loadkit/verdict", timeout=5).json()).get("profile")
                 == "spike"
+                and v.get("live") is False
                 and v
             ),
             what="the spike verdict",
         )
         assert second["totals"]["requests"] > 0
+        # Stopped by hand before the spike's planned end: never a bare PASSED.
+        assert second["state"] == "stopped early" and second["passed"] is False
+        assert second["summary"].startswith("STOPPED EARLY: ")
+        # Each run keeps its own folder: the first verdict is still there, unchanged.
+        assert json.loads(first_path.read_text()) == first
+        assert (first_path.parent.parent / "2-spike" / "verdict.json").exists()
     finally:
         ui.send_signal(signal.SIGTERM)
         try:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from loadkit import registry
 from loadkit.cli.main import build_parser
 from loadkit.core.baselines import default_baseline_path
-from loadkit.core.profiles import PROFILES
 from loadkit.registry import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def test_commands_parse_and_name_real_scenarios_profiles_and_baselines() -> None
         args = build_parser().parse_args(command[1:])  # exits (fails the test) on a bad flag
         assert args.command == "run"
         assert args.scenario in SCENARIOS
-        assert args.profile in PROFILES
+        assert args.profile in registry.PROFILES
         assert default_baseline_path(args.scenario).is_file()
         profiles_run.add(args.profile)
     assert profiles_run == {"smoke", "average"}

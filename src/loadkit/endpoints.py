@@ -42,3 +42,25 @@ INTENDED_REQUEST_TYPE: Final = "INTENDED"
 NON_HTTP_REQUEST_TYPES: Final = frozenset({JOB_REQUEST_TYPE, INTENDED_REQUEST_TYPE})
 #: Stats name of the bulk import's upload-to-completed processing time.
 IMPORT_PROCESSING_NAME: Final = "bulk import: upload to completed"
+
+
+def request_name(method: str, template: str) -> str:
+    """The stats name of a request: ``request_name("POST", CALL_RETRY)`` ->
+    ``"POST /api/calls/[id]/retry"``. Baseline criteria name requests this way."""
+    return f"{method} {stats_name(template)}"
+
+
+def intended(request: str) -> str:
+    """The arrival-rate executor's second row of ``request``, timed from the intended start."""
+    return f"{INTENDED_REQUEST_TYPE} {request}"
+
+
+HEALTH_CHECK: Final = request_name("GET", HEALTH)
+SCHEDULE_CALL: Final = request_name("POST", CALLS)
+RETRY_CALL: Final = request_name("POST", CALL_RETRY)
+CONTACTS_IMPORT_REQUEST: Final = request_name("POST", CONTACTS_IMPORT)
+IMPORT_STATUS_REQUEST: Final = request_name("GET", IMPORT_STATUS)
+ANALYTICS_DASHBOARD_REQUEST: Final = request_name("GET", ANALYTICS_DASHBOARD)
+QUEUE_STATS_REQUEST: Final = request_name("GET", QUEUE_STATS)
+#: The bulk import's upload-to-completed row, as criteria name it.
+IMPORT_PROCESSING_ROW: Final = f"{JOB_REQUEST_TYPE} {IMPORT_PROCESSING_NAME}"

@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         "separated by `+`, whose lengths add up.",
     )
 
+    abort_when_unreachable_s: float = Field(
+        default=10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="End the run (aborted) when the target has not answered for this long while "
+        "requests keep failing without a response; 0 never ends it.",
+    )
+
     @field_validator("api_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -213,6 +221,10 @@ class Settings(BaseSettings):
     def queue_key_map(self) -> dict[str, tuple[str, ...]] | None:
         """``queue_keys`` parsed (state → Redis keys), or None to use Bull's layout."""
         return parse_queue_keys(self.queue_keys) if self.queue_keys else None
+
+    def with_api_key(self, key: str) -> Settings:
+        """These settings with ``key`` as the API key (an embedded platform's random one)."""
+        return self.model_copy(update={"api_key": SecretStr(key)})
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate a request (empty without a key)."""

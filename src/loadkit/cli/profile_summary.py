@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loadkit import registry
 from loadkit.core.baselines import AGGREGATED_KEY, TOTAL, Baseline
+from loadkit.core.plan import RunPlan
 from loadkit.core.profile_report import (
     HistoryRow,
     load_history,
@@ -21,7 +23,7 @@ from loadkit.core.profile_report import (
     spike_report,
     stress_report,
 )
-from loadkit.core.profiles import Stage, total_duration_s
+from loadkit.core.profiles import total_duration_s
 from loadkit.results.timeseries import FILE_NAME as TIMESERIES_FILE
 from loadkit.results.timeseries import read_records
 
@@ -31,21 +33,23 @@ REPORT_FILE = "profile_report.txt"
 SOAK_WINDOW_FRACTION = 1 / 6
 
 
-def profile_summary(
-    profile: str | None, stages: Sequence[Stage], run_dir: Path, baseline: Baseline | None
-) -> list[str]:
-    """The report lines for ``profile`` (none for profiles without a question of their own)."""
-    if profile not in ("spike", "soak", "stress"):
+def profile_summary(plan: RunPlan, run_dir: Path) -> list[str]:
+    """The report lines for the plan's profile (none for profiles without a question of their
+    own: the registry says which report a profile has)."""
+    spec = registry.PROFILES.get(plan.profile)
+    report = spec.report if spec is not None else None
+    if report is None:
         return []
+    stages = plan.stages
     rows = history_rows(run_dir)
     if not rows:
-        return [f"{profile} report: no history recorded"]
-    if profile == "spike":
+        return [f"{plan.profile} report: no history recorded"]
+    if report == "spike":
         return spike_report(rows, stages).summary_lines()
-    if profile == "soak":
+    if report == "soak":
         window_s = max(2.0, total_duration_s(stages) * SOAK_WINDOW_FRACTION)
         return soak_report(rows, window_s, generator_rss(run_dir)).summary_lines()
-    limits = stress_limits(baseline)
+    limits = stress_limits(plan.baseline)
     if limits is None:
         return ["stress report: the baseline has no P95 and error-rate limits for stress"]
     return stress_report(rows, *limits).summary_lines()

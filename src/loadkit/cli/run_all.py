@@ -15,20 +15,32 @@ class StepOutcome:
     scenario: str
     profile: str
     exit_code: int
-    run_dir: Path
+    run_dir: Path | None
     verdict: dict[str, Any] | None
 
     @classmethod
-    def read(cls, scenario: str, profile: str, exit_code: int, run_dir: Path) -> StepOutcome:
-        path = run_dir / "verdict.json"
-        verdict = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    def read(cls, scenario: str, profile: str, exit_code: int, run_dir: Path | None) -> StepOutcome:
+        path = run_dir / "verdict.json" if run_dir is not None else None
+        verdict = None
+        if path is not None and path.exists():
+            verdict = json.loads(path.read_text(encoding="utf-8"))
         return cls(scenario, profile, exit_code, run_dir, verdict)
 
     @property
     def result(self) -> str:
+        """``pass``, ``fail``, the state of a run that did not complete, or the exit code."""
         if self.exit_code == 0:
             return "pass"
-        return "fail" if self.exit_code == 1 else f"error ({self.exit_code})"
+        if self.exit_code == 1:
+            return "fail"
+        state = (self.verdict or {}).get("state")
+        if self.exit_code == 3 and state:
+            return str(state)
+        return (
+            "not run (bad input or preflight)"
+            if self.exit_code == 2
+            else f"error ({self.exit_code})"
+        )
 
 
 def render_steps(outcomes: list[StepOutcome], planned: int) -> str:
@@ -48,7 +60,7 @@ def render_steps(outcomes: list[StepOutcome], planned: int) -> str:
                 "-" if rps is None else format_number(rps),
                 "-" if p95 is None else f"{format_number(p95)} ms",
                 "-" if errors is None else f"{format_number(errors * 100)}%",
-                str(o.run_dir),
+                str(o.run_dir) if o.run_dir is not None else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -1,109 +1,63 @@
-"""``loadkit run``: validate everything, aim at a platform, run Locust headless, keep the results.
+"""``loadkit run``: aim at a platform, check it, run Locust on the plan, and always leave a verdict.
 
-Locust runs as a child process with the same locustfile a user would pass to ``locust -f``; the
-kit's plugin inside it computes the verdict and sets the exit code. This module only prepares the
-command line and the environment, and owns the embedded platform's lifetime.
+Locust runs as a child process with the same locustfile a user would pass to ``locust -f`` plus
+the kit's planned shape; the kit's plugin inside it reads the plan file, judges the run and sets
+the exit code. This module owns the run's folder, the embedded platform's lifetime and the
+signals: a Ctrl-C or SIGTERM at any moment (preflight, start-up, load, shutdown) still ends with
+a folder holding a ``verdict.json`` that says where the run was stopped.
+
+Nothing here imports Locust: the parent process stays small, and what it decided travels to the
+child once, in ``plan.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
+from typing import Final
 
 from pydantic import SecretStr
 
+from loadkit import registry
+from loadkit.cli.planning import results_folder
 from loadkit.cli.preflight import run_preflight
 from loadkit.cli.profile_summary import profile_summary, write_profile_report
 from loadkit.cli.topology import Topology, run_processes
-from loadkit.core.baselines import Baseline
-from loadkit.core.profiles import PROFILES, Stage
-from loadkit.plugin.verdict import RUN_DIR_ENV, SCENARIO_ENV
-from loadkit.registry import Scenario, shapes_dir
+from loadkit.core.lifecycle import RunState
+from loadkit.core.plan import PLAN_ENV, PLAN_FILE, RunPlan
+from loadkit.core.verdict import Totals, Verdict, Window
+from loadkit.results.verdict_files import render_console, write_junit_xml, write_verdict_json
 from loadkit.settings import Settings
 
-#: The shape files in shapes/, one per profile (custom takes its stages from --stage).
-PROFILE_FILES = (*PROFILES, "custom")
+#: The kit's own shape files (``locust -f locustfile,<shape>``), inside the package.
+PLUGIN_DIR: Final = Path(__file__).resolve().parents[1] / "plugin"
+RUN_SHAPE_FILE: Final = PLUGIN_DIR / "run_shape.py"
+PROFILE_SHAPES_FILE: Final = PLUGIN_DIR / "profile_shapes.py"
+VERDICT_FILE: Final = "verdict.json"
+
+
+class MissingKeyError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
-class RunPlan:
-    """Everything ``loadkit run`` decided before starting Locust."""
+class Launch:
+    """How a planned run is started: topology, and Locust options the user passed after ``--``."""
 
-    scenario: Scenario
-    profile: str | None
-    users: int | None
-    spawn_rate: float | None
-    run_time: str | None
-    results_root: Path
-    locust_args: Sequence[str] = field(default_factory=tuple)
-    stage_specs: Sequence[str] = field(default_factory=tuple)
-    time_scale: float | None = None
-    user_scale: float | None = None
     topology: Topology = field(default_factory=Topology)
-
-    def locustfile_arg(self) -> str:
-        files = [str(self.scenario.locustfile)]
-        if self.profile or self.stage_specs:
-            files.append(str(shapes_dir() / f"{self.profile or 'custom'}.py"))
-        return ",".join(files)
-
-
-def new_results_dir(root: Path, scenario: str, profile: str | None) -> Path:
-    """``results/<scenario>-<profile>-<timestamp>``: one folder per run, never overwritten."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / f"{scenario}-{profile or 'default'}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
-
-
-def locust_command(plan: RunPlan, host: str, run_dir: Path) -> list[str]:
-    """The ``locust`` command line of a headless run (nothing secret on it)."""
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        plan.locustfile_arg(),
-        "--headless",
-        "--host",
-        host,
-        "--csv",
-        str(run_dir / "stats"),
-        "--csv-full-history",
-        "--html",
-        str(run_dir / "report.html"),
-        "--logfile",
-        str(run_dir / "locust.log"),
-    ]
-    if not plan.profile and not plan.stage_specs:
-        users = plan.users if plan.users is not None else plan.scenario.users
-        spawn_rate = plan.spawn_rate if plan.spawn_rate is not None else max(1.0, users / 2)
-        command += ["--users", str(users), "--spawn-rate", f"{spawn_rate:g}"]
-    if plan.run_time:
-        command += ["--run-time", plan.run_time]
-    for spec in plan.stage_specs:
-        command += ["--stage", spec]
-    if plan.time_scale is not None:
-        command += ["--time-scale", f"{plan.time_scale:g}"]
-    if plan.user_scale is not None:
-        command += ["--user-scale", f"{plan.user_scale:g}"]
-    command += plan.topology.master_args()
-    command += list(plan.locust_args)
-    return command
+    locust_args: Sequence[str] = ()
+    skip_preflight: bool = False
 
 
 @contextlib.contextmanager
-def target(settings: Settings, announce: callable) -> Iterator[tuple[str, str]]:  # type: ignore[valid-type]
+def target(settings: Settings, announce: Callable[[str], None]) -> Iterator[tuple[str, str]]:
     """Yield ``(url, api_key)``: the configured platform, or an embedded one for the run."""
     if settings.api_url:
         key = settings.api_key_value
@@ -111,77 +65,89 @@ def target(settings: Settings, announce: callable) -> Iterator[tuple[str, str]]:
             raise MissingKeyError(f"API_KEY is not set (needed to call {settings.api_url})")
         yield settings.api_url, key
         return
-    from loadkit.platform.launcher import start_platform
+    from loadkit.platform.launcher import embedded_platform
 
-    key = settings.api_key_value or secrets.token_urlsafe(24)
-    with start_platform(api_key=key) as platform:
+    with embedded_platform(settings) as (platform, key):
         announce(f"no API_URL given: started the embedded reference platform at {platform.url}")
         yield platform.url, key
 
 
-class MissingKeyError(ValueError):
-    pass
-
-
-def ui_command(
-    scenario: Scenario, host: str, run_dir: Path, web_port: int, extra: Sequence[str] = ()
-) -> list[str]:
-    """Locust's web UI with every profile loaded and the class picker on, bound to loopback."""
-    shapes = [str(shapes_dir() / f"{name}.py") for name in PROFILE_FILES]
+def locust_command(plan: RunPlan, launch: Launch, host: str, run_dir: Path) -> list[str]:
+    """The ``locust`` command line of a headless run (nothing secret on it)."""
+    assert plan.scenario is not None
+    locustfile = registry.get_scenario(plan.scenario).locustfile
     return [
         sys.executable, "-m", "locust",
-        "-f", ",".join([str(scenario.locustfile), *shapes]),
-        "--class-picker",
-        "--web-host", "127.0.0.1",
-        "--web-port", str(web_port),
+        "-f", f"{locustfile},{RUN_SHAPE_FILE}",
+        "--headless",
         "--host", host,
-        "--results-dir", str(run_dir),
-        *extra,
+        "--csv", str(run_dir / "stats"),
+        "--csv-full-history",
+        "--html", str(run_dir / "report.html"),
+        "--logfile", str(run_dir / "locust.log"),
+        "--stop-timeout", f"{plan.graceful_stop_s:g}",
+        *launch.topology.master_args(),
+        *launch.locust_args,
     ]  # fmt: skip
 
 
-def worker_commands(plan: RunPlan) -> list[list[str]]:
-    """The commands of the local worker processes (they learn the host from the master)."""
-    base = [sys.executable, "-m", "locust", "-f", plan.locustfile_arg()]
-    return [base + plan.topology.worker_args() for _ in range(plan.topology.local_workers)]
+def worker_commands(plan: RunPlan, launch: Launch) -> list[list[str]]:
+    """The local worker processes (they learn the host and the run from the master)."""
+    assert plan.scenario is not None
+    locustfile = registry.get_scenario(plan.scenario).locustfile
+    base = [
+        sys.executable, "-m", "locust", "-f", f"{locustfile},{RUN_SHAPE_FILE}",
+        "--stop-timeout", f"{plan.graceful_stop_s:g}",
+    ]  # fmt: skip
+    return [base + launch.topology.worker_args() for _ in range(launch.topology.local_workers)]
 
 
-def run_locust(plan: RunPlan, command: list[str], env: dict[str, str], run_dir: Path) -> int:
-    """Run Locust (and its local workers) to the end; returns the exit code Locust chose."""
-    workers = worker_commands(plan)
-    logs = [run_dir / f"worker-{i}.log" for i in range(len(workers))]
-    return run_processes(command, workers, env, logs)
-
-
-def child_env(url: str, key: str, run_dir: Path, scenario: str) -> dict[str, str]:
+def child_env(url: str, key: str, plan_path: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"API_URL": url, "API_KEY": key, RUN_DIR_ENV: str(run_dir), SCENARIO_ENV: scenario})
+    env.update({"API_URL": url, "API_KEY": key})
+    if plan_path is not None:
+        env[PLAN_ENV] = str(plan_path)
     return env
 
 
-@dataclass(frozen=True)
-class PreparedRun:
-    """A run whose every input was checked: nothing is sent before this exists."""
-
-    plan: RunPlan
-    stages: tuple[Stage, ...]
-    baseline: Baseline | None
-
-
 def execute(
-    prepared: PreparedRun, url: str, key: str, announce: Callable[[str], None]
-) -> tuple[int, Path]:
-    """Run Locust for a prepared run against ``url``; returns (exit code, results folder).
+    plan: RunPlan,
+    launch: Launch,
+    settings: Settings,
+    url: str,
+    key: str,
+    announce: Callable[[str], None],
+) -> tuple[int, Path | None]:
+    """Run the plan against ``url``; returns (exit code, results folder or None).
 
-    After Locust exits (its files are complete then) the profile's own report is printed and
-    kept in the results folder.
+    The folder is made once the platform passed preflight, or when a signal arrives during it
+    (then it holds a verdict saying so). After Locust exits, a verdict is guaranteed: Locust's
+    own, or one written here that says how the run ended without one.
     """
-    plan = prepared.plan
-    run_dir = new_results_dir(plan.results_root, plan.scenario.name, plan.profile)
+    assert plan.scenario is not None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = results_folder(settings.results_dir, plan.scenario, plan.profile, stamp)
+    plan = plan.with_results_dir(run_dir)
+    with SignalWatch() as signals:
+        if not launch.skip_preflight and not check_target(settings, url, key, announce):
+            if signals.received:
+                return _stopped_before_load(plan, run_dir, signals.received, "preflight", announce)
+            return 2, None
+        if signals.received:
+            return _stopped_before_load(plan, run_dir, signals.received, "preflight", announce)
+    run_dir.mkdir(parents=True)
+    plan_path = plan.write(run_dir / PLAN_FILE)
     announce(f"results: {run_dir}")
-    env = child_env(url, key, run_dir, plan.scenario.name)
-    code = run_locust(plan, locust_command(plan, url, run_dir), env, run_dir)
-    report = profile_summary(plan.profile, prepared.stages, run_dir, prepared.baseline)
+    logs = [run_dir / f"worker-{i}.log" for i in range(launch.topology.local_workers)]
+    code = run_processes(
+        locust_command(plan, launch, url, run_dir),
+        worker_commands(plan, launch),
+        child_env(url, key, plan_path),
+        logs,
+    )
+    if not (run_dir / VERDICT_FILE).exists():
+        code = _write_fallback_verdict(plan, run_dir, code)
+    report = profile_summary(plan, run_dir)
     if report:
         print("\n".join(report), flush=True)
         write_profile_report(run_dir, report)
@@ -198,9 +164,103 @@ def check_target(settings: Settings, url: str, key: str, announce: Callable[[str
     return False
 
 
-def run_worker(plan: RunPlan, announce: Callable[[str], None]) -> int:
+def run_worker(plan_scenario: str, launch: Launch, announce: Callable[[str], None]) -> int:
     """A cluster worker: no target, results or verdict of its own; the master has them."""
-    announce(f"worker of {plan.topology.master_host}:{plan.topology.master_port}")
-    topology = replace(plan.topology, local_workers=1)
-    command = worker_commands(replace(plan, topology=topology))[0]
+    topology = replace(launch.topology, local_workers=1)
+    announce(f"worker of {topology.master_host}:{topology.master_port}")
+    locustfile = registry.get_scenario(plan_scenario).locustfile
+    command = [
+        sys.executable, "-m", "locust", "-f", f"{locustfile},{RUN_SHAPE_FILE}",
+        *topology.worker_args(),
+    ]  # fmt: skip
     return run_processes(command, [], dict(os.environ))
+
+
+# -- a verdict for every ending -------------------------------------------------------------------
+
+
+class SignalWatch:
+    """Notes SIGINT/SIGTERM while the parent works alone (preflight), instead of dying."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> SignalWatch:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _note(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+
+
+def _stopped_before_load(
+    plan: RunPlan, run_dir: Path, what: str, phase: str, announce: Callable[[str], None]
+) -> tuple[int, Path]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan.write(run_dir / PLAN_FILE)
+    verdict = unmeasured_verdict(
+        plan, RunState.INTERRUPTED, f"{what} during {phase}: no load was sent"
+    )
+    _write(verdict, run_dir)
+    print(render_console(verdict), flush=True)
+    announce(f"results: {run_dir} (exit code {verdict.exit_code})")
+    return verdict.exit_code, run_dir
+
+
+def _write_fallback_verdict(plan: RunPlan, run_dir: Path, code: int) -> int:
+    """Locust ended without a verdict (killed, crashed, stopped during start-up): say so."""
+    if code < 0:
+        how = f"the Locust process was killed by signal {signal.Signals(-code).name}"
+    else:
+        how = f"the Locust process exited with code {code} before judging the run"
+    verdict = unmeasured_verdict(plan, RunState.INTERRUPTED, f"{how}; see locust.log")
+    _write(verdict, run_dir)
+    print(render_console(verdict), flush=True)
+    return 2 if code == 2 else verdict.exit_code
+
+
+def unmeasured_verdict(plan: RunPlan, state: RunState, reason: str) -> Verdict:
+    """The verdict of a run that measured nothing the parent can read: its state, no criteria."""
+    notes = ()
+    if plan.baseline is not None:
+        notes = (f"the criteria of {plan.baseline.path} were not judged: nothing was measured",)
+    return Verdict(
+        scenario=plan.scenario or "custom",
+        profile=plan.profile,
+        window=Window(None, None, "nothing was measured"),
+        results=(),
+        totals=Totals(0, 0, 0.0, None),
+        state=state,
+        state_reason=reason,
+        baseline_path=plan.baseline.path if plan.baseline else None,
+        notes=notes,
+    )
+
+
+def _write(verdict: Verdict, run_dir: Path) -> None:
+    write_verdict_json(verdict, run_dir / VERDICT_FILE)
+    write_junit_xml(verdict, run_dir / "junit.xml")
+    (run_dir / "summary.txt").write_text(render_console(verdict), encoding="utf-8")
+
+
+def ui_command(
+    scenario: str, host: str, results_dir: Path, web_port: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """Locust's web UI with every profile in the class picker, bound to loopback."""
+    locustfile = registry.get_scenario(scenario).locustfile
+    return [
+        sys.executable, "-m", "locust",
+        "-f", f"{locustfile},{PROFILE_SHAPES_FILE}",
+        "--class-picker",
+        "--web-host", "127.0.0.1",
+        "--web-port", str(web_port),
+        "--host", host,
+        "--results-dir", str(results_dir),
+        *extra,
+    ]  # fmt: skip

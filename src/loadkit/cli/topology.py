@@ -85,7 +85,9 @@ def run_processes(
     its results. Workers that outlive the master by ``WORKER_EXIT_GRACE_S`` are terminated.
     Returns the exit code of ``main``.
     """
-    main_process = subprocess.Popen(list(main), env=env)
+    # Each child in a session of its own: a Ctrl-C at the terminal reaches only this process,
+    # which decides what the children get (``_wait_forwarding_signals``).
+    main_process = subprocess.Popen(list(main), env=env, start_new_session=True)
     logs: list[IO[bytes]] = []
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -96,7 +98,13 @@ def run_processes(
                 logs.append(handle)
                 out = handle
             workers.append(
-                subprocess.Popen(list(command), env=env, stdout=out, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    list(command),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
         code = _wait_forwarding_signals(main_process)
     finally:
@@ -110,9 +118,24 @@ def run_processes(
 
 
 def _wait_forwarding_signals(process: subprocess.Popen[bytes]) -> int:
+    """Wait for ``process``, passing on Ctrl-C / SIGTERM with escalation.
+
+    The first signal is passed on as it came (Locust stops the load gracefully, judges, writes
+    its results); the second as SIGINT (the kit's plugin then stops the users at once, still
+    writing what was measured); the third kills the process (the parent writes the verdict).
+    """
+    received = 0
+
     def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signum)
+            if received == 1:
+                process.send_signal(signum)
+            elif received == 2:
+                process.send_signal(signal.SIGINT)
+            else:
+                process.kill()
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

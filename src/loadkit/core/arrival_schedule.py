@@ -305,6 +305,23 @@ class ArrivalPlan:
         )
         return cls(profile, cap)
 
+    @classmethod
+    def from_stages(
+        cls,
+        stages: Sequence[RateStage],
+        *,
+        rate_per_s: float,
+        max_in_flight: int | None = None,
+    ) -> ArrivalPlan:
+        """The plan for already-parsed (and scaled) rate stages, else a constant rate."""
+        profile = RateProfile.ramping(stages) if stages else RateProfile.constant(rate_per_s)
+        cap = (
+            parse_max_in_flight(max_in_flight)
+            if max_in_flight is not None
+            else default_max_in_flight(profile.peak_rate_per_s)
+        )
+        return cls(profile, cap)
+
 
 # -- one process's timeline -----------------------------------------------------------------------
 

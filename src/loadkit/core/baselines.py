@@ -33,46 +33,22 @@ from pydantic import (
     model_validator,
 )
 
-from loadkit import endpoints
+from loadkit import registry
 
 # ---------------------------------------------------------------------------------------------
 # Names: scenarios, profiles, requests, custom metrics. Everything validation accepts is here.
 # ---------------------------------------------------------------------------------------------
 
-SCENARIOS: Final = ("health", "bulk_import", "analytics", "scheduling", "full_system")
-#: The guide's five profiles, plus ``custom`` for ad-hoc ``--stage`` runs.
-PROFILES: Final = ("smoke", "average", "stress", "spike", "soak", "custom")
+#: Scenario and profile names come from the registry (the only list of them); ``custom`` is the
+#: profile of ad-hoc ``--stage`` runs.
+SCENARIOS: Final = tuple(registry.SCENARIOS)
+PROFILES: Final = registry.PROFILE_NAMES
 
 #: What a criterion's ``request`` says to mean the scenario's HTTP aggregate (all HTTP requests,
 #: no JOB entries).
 TOTAL: Final = "total"
 #: ``EndpointMetrics.key`` of the HTTP aggregate row.
 AGGREGATED_KEY: Final = "Aggregated"
-
-
-def _http(method: str, template: str) -> str:
-    return f"{method} {endpoints.stats_name(template)}"
-
-
-HEALTH_CHECK: Final = _http("GET", endpoints.HEALTH)
-SCHEDULE_CALL: Final = _http("POST", endpoints.CALLS)
-RETRY_CALL: Final = _http("POST", endpoints.CALL_RETRY)
-CONTACTS_IMPORT: Final = _http("POST", endpoints.CONTACTS_IMPORT)
-IMPORT_STATUS: Final = _http("GET", endpoints.IMPORT_STATUS)
-ANALYTICS_DASHBOARD: Final = _http("GET", endpoints.ANALYTICS_DASHBOARD)
-QUEUE_STATS: Final = _http("GET", endpoints.QUEUE_STATS)
-IMPORT_PROCESSING: Final = f"{endpoints.JOB_REQUEST_TYPE} {endpoints.IMPORT_PROCESSING_NAME}"
-
-#: The request names each scenario makes: the only names its criteria may use (besides ``total``).
-SCENARIO_REQUESTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "health": (HEALTH_CHECK,),
-        "bulk_import": (CONTACTS_IMPORT, IMPORT_STATUS, IMPORT_PROCESSING),
-        "analytics": (ANALYTICS_DASHBOARD,),
-        "scheduling": (SCHEDULE_CALL, f"{endpoints.INTENDED_REQUEST_TYPE} {SCHEDULE_CALL}"),
-        "full_system": (SCHEDULE_CALL, RETRY_CALL, ANALYTICS_DASHBOARD),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -473,7 +449,7 @@ class Baseline(BaseModel):
 
     @model_validator(mode="after")
     def _requests_belong_to_scenario(self) -> Baseline:
-        known = (*SCENARIO_REQUESTS[self.scenario], TOTAL)
+        known = (*registry.SCENARIOS[self.scenario].requests, TOTAL)
         for i, criterion in enumerate(self.criteria):
             if criterion.request is not None and criterion.request not in known:
                 problem = _unknown(
@@ -567,6 +543,18 @@ def parse_baseline(text: str, scenario: str, *, source: str = "<string>") -> Bas
         baseline = Baseline.model_validate(data)
     except ValidationError as exc:
         raise _baseline_error(exc, text, source) from None
+    baseline._path = source
+    return baseline
+
+
+def parse_baseline_data(data: Mapping[str, Any], scenario: str, source: str | None) -> Baseline:
+    """A baseline from already-parsed data (a run plan's copy of a checked file)."""
+    try:
+        baseline = Baseline.model_validate(data)
+    except ValidationError as exc:
+        raise BaselineError(source or "<plan>", None, str(exc).splitlines()[0]) from None
+    if baseline.scenario != scenario:
+        raise BaselineError(source or "<plan>", "scenario", f"not a baseline of {scenario!r}")
     baseline._path = source
     return baseline
 

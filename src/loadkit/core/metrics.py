@@ -6,6 +6,15 @@ The verdict is computed from these values, so they are plain data that tests can
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+#: The shortest window a rate is computed over.
+MIN_RATE_WINDOW_S: Final = 1.0
+
+
+def no_rate_reason(window_s: float) -> str:
+    """Why a rate is missing: ``window 0.9 s is shorter than 1 s``."""
+    return f"window {window_s:.3g} s is shorter than {MIN_RATE_WINDOW_S:g} s: no rate"
 
 
 @dataclass(frozen=True)
@@ -16,7 +25,8 @@ class EndpointMetrics:
     bulk import's upload-to-completed time). The HTTP total has ``method == ""`` and
     ``name == "Aggregated"`` and excludes JOB entries.
     Latencies are in milliseconds; ``rps`` is requests per second over ``window_s`` seconds (the
-    steady window of the profile, or the whole run when the profile has no steady part).
+    steady part of the profile, or the load period), None when the window is shorter than
+    ``MIN_RATE_WINDOW_S``: a rate over a fraction of a second is noise, never 0.
     """
 
     method: str
@@ -30,8 +40,10 @@ class EndpointMetrics:
     p90_ms: float
     p95_ms: float
     p99_ms: float
-    rps: float
+    rps: float | None
     window_s: float
+    bytes_received: int = 0
+    """Response bytes (bodies) received, as Locust's ``response_length`` counts them."""
 
     @property
     def error_rate(self) -> float:

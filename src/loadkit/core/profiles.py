@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 #: Slack when comparing a time with a stage boundary: scaled durations carry float noise
 #: (0.3 + 0.3 + 0.3 = 0.8999999999999999), which must not end a profile early.
@@ -54,34 +53,6 @@ def constant(users: int, duration_s: float) -> tuple[Stage, ...]:
     run and :func:`steady_windows` measures all of it.
     """
     return (Stage(0.0, users), Stage(duration_s, users))
-
-
-PROFILES: Mapping[str, tuple[Stage, ...]] = MappingProxyType(
-    {
-        # k6 run --vus 1 --duration 30s
-        "smoke": constant(1, 30.0),
-        # k6 run --vus 10 --duration 5m
-        "average": constant(10, 300.0),
-        # k6 run --vus 50 --duration 10m
-        "stress": constant(50, 600.0),
-        # k6 run --stage 30s:1 --stage 30s:100 --stage 30s:1 (the first stage ramps 0 -> 1)
-        "spike": (Stage(30.0, 1), Stage(30.0, 100), Stage(30.0, 1)),
-        # k6 run --vus 20 --duration 1h
-        "soak": constant(20, 3600.0),
-    }
-)
-"""The load-testing guide's five profiles; the only place their numbers live."""
-
-PROFILE_PURPOSE: Mapping[str, str] = MappingProxyType(
-    {
-        "smoke": "One user for 30 s: the scenario runs end to end without errors.",
-        "average": "Ten users for 5 min: latency and errors under normal daily load.",
-        "stress": "Fifty users for 10 min: where latency or errors break down under heavy load.",
-        "spike": "1 -> 100 -> 1 users in 90 s: the system survives a sudden burst and recovers.",
-        "soak": "Twenty users for 1 h: no drift in latency, errors or memory over time.",
-    }
-)
-"""One line per profile saying what a run with it proves."""
 
 
 _DURATION_TOKEN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)")
@@ -274,22 +245,3 @@ def effective_stages(
     specs = split_stage_specs(stage_specs)
     stages = tuple(parse_stage(spec) for spec in specs) if specs else tuple(base)
     return scale(stages, time_scale=time_scale, user_scale=user_scale)
-
-
-def resolve_profile(
-    name: str | None,
-    stage_specs: Sequence[str] = (),
-    time_scale: float = 1.0,
-    user_scale: float = 1.0,
-) -> tuple[Stage, ...]:
-    """The effective stages for a profile name and/or custom ``--stage`` specs.
-
-    Custom specs override the named profile; a name is still checked so a typo never passes
-    silently. One of the two must be given.
-    """
-    if name is not None and name not in PROFILES:
-        raise ProfileError(f"unknown profile {name!r} (choose from: {', '.join(PROFILES)})")
-    if name is None and not split_stage_specs(stage_specs):
-        raise ProfileError(f"no profile given: name one of {', '.join(PROFILES)} or pass --stage")
-    base = PROFILES[name] if name is not None else ()
-    return effective_stages(base, stage_specs, time_scale=time_scale, user_scale=user_scale)

@@ -24,7 +24,16 @@ from loadkit.core.baselines import (
     check_profile,
     format_number,
 )
-from loadkit.core.metrics import EndpointMetrics
+from loadkit.core.lifecycle import (
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_INVALID,
+    EXIT_PASSED,
+    RunState,
+)
+from loadkit.core.metrics import EndpointMetrics, no_rate_reason
+
+__all__ = ["EXIT_FAILED", "EXIT_INCOMPLETE", "EXIT_INVALID", "EXIT_PASSED", "RunState"]
 
 Status = Literal["passed", "failed", "skipped", "no data"]
 PASSED: Final = "passed"
@@ -32,11 +41,6 @@ FAILED: Final = "failed"
 SKIPPED: Final = "skipped"
 NO_DATA: Final = "no data"
 
-#: Process exit codes: every applicable criterion passed / the run failed / the input was invalid
-#: (the last is raised as ``BaselineError`` before anything runs, never returned by a verdict).
-EXIT_PASSED: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_INVALID: Final = 2
 
 _OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {
     "<": operator.lt,
@@ -75,7 +79,8 @@ class Totals:
     requests: int
     failures: int
     error_rate: float
-    rps: float
+    rps: float | None
+    """Requests per second over the window; None when it is shorter than a second."""
     p95_ms: float | None = None
     """P95 of all HTTP requests; None when only per-endpoint rows were given."""
 
@@ -99,7 +104,7 @@ class CriterionResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The judgement of one run: every criterion's result and what it adds up to."""
+    """The judgement of one run: every criterion's result, how the run ended, what it adds up to."""
 
     scenario: str
     profile: str
@@ -107,13 +112,15 @@ class Verdict:
     results: tuple[CriterionResult, ...]
     totals: Totals
     references: tuple[Reference, ...] = ()
-    aborted: str | None = None
-    """Why the run was stopped early, if it was."""
-    interrupted: bool = False
-    """Stopped by a person or a signal before the profile ended."""
+    state: RunState = RunState.COMPLETE
+    """How the run ended; only a complete run can pass (``core.lifecycle``)."""
+    state_reason: str = ""
+    """One line on why the run ended that way (empty for a complete run)."""
     baseline_path: str | None = None
     notes: tuple[str, ...] = ()
     """Things a reader must know that no criterion judges (e.g. a worker lost mid-run)."""
+    live: bool = False
+    """Judged while the load still runs: a snapshot, not the run's verdict."""
 
     @property
     def failed(self) -> tuple[CriterionResult, ...]:
@@ -128,38 +135,75 @@ class Verdict:
         return tuple(r for r in self.results if r.status == SKIPPED)
 
     @property
+    def criteria_held(self) -> bool:
+        """No criterion failed or lacked data (whatever the run's state)."""
+        return not any(r.fails_run for r in self.results)
+
+    @property
+    def complete(self) -> bool:
+        return self.state is RunState.COMPLETE
+
+    @property
     def passed(self) -> bool:
-        """True only if nothing failed or lacked data and the run ran to its end."""
-        return not (self.aborted or self.interrupted or any(r.fails_run for r in self.results))
+        """True only if every judged criterion held and the run ran to its planned end."""
+        return self.criteria_held and self.complete
+
+    @property
+    def aborted(self) -> str | None:
+        """The abort reason, when the kit stopped the run."""
+        return self.state_reason if self.state is RunState.ABORTED else None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state is RunState.INTERRUPTED
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PASSED if self.passed else EXIT_FAILED
+        """0 passed; 1 a criterion failed or had no data, or the run was aborted; 3 the run did
+        not complete (stopped early, interrupted, lost a worker) though nothing failed."""
+        if not self.criteria_held or self.state is RunState.ABORTED:
+            return EXIT_FAILED
+        return EXIT_PASSED if self.complete else EXIT_INCOMPLETE
+
+    @property
+    def headline(self) -> str:
+        """``PASSED``, ``FAILED``, or the state of a run that did not complete (``INTERRUPTED``)."""
+        if self.live:
+            return "RUNNING"
+        if self.complete:
+            return "PASSED" if self.criteria_held else "FAILED"
+        return self.state.value.upper()
 
     @property
     def summary(self) -> str:
-        """The final line: ``PASSED: ...`` or ``FAILED: ...`` with why."""
+        """The final line: the headline, then why: ``STOPPED EARLY: web UI stop at 22.8 s of 45 s
+        (criteria so far: 5 of 5 met)``."""
         judged = len(self.results) - len(self.skipped)
-        if self.passed:
-            if judged == 0:
-                return (
-                    f"PASSED, but nothing was judged: no criterion applies to profile "
-                    f"{self.profile!r}"
-                )
-            skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
-            return f"PASSED: {judged} of {judged} criteria met{skipped}"
-        why: list[str] = []
-        if self.aborted:
-            why.append(f"aborted — {self.aborted}")
-        if self.interrupted:
-            why.append("interrupted before the profile ended")
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        problems: list[str] = []
         if self.failed:
             names = ", ".join(r.criterion.describe() for r in self.failed)
-            why.append(f"{len(self.failed)} of {judged} criteria failed: {names}")
+            problems.append(f"{len(self.failed)} of {judged} criteria failed: {names}")
         if self.no_data:
             names = ", ".join(r.criterion.describe() for r in self.no_data)
-            why.append(f"{len(self.no_data)} had no data: {names}")
-        return "FAILED: " + "; ".join(why)
+            problems.append(f"{len(self.no_data)} had no data: {names}")
+        if judged == 0:
+            held = (
+                f"nothing was judged: no criterion applies to profile {self.profile!r}"
+                if self.results
+                else "nothing was judged: no baseline"
+            )
+        else:
+            held = f"{judged - len(self.failed) - len(self.no_data)} of {judged} criteria met"
+        if self.live:
+            return f"RUNNING: so far {'; '.join(problems) or held}{skipped}"
+        if self.complete:
+            if self.criteria_held:
+                return f"PASSED: {held}{skipped}" if judged else f"PASSED, but {held}"
+            return "FAILED: " + "; ".join(problems)
+        what = f"{self.headline}: {self.state_reason}" if self.state_reason else self.headline
+        so_far = "; ".join(problems) if problems else f"{held}{skipped}"
+        return f"{what} (on what was measured: {so_far})"
 
 
 def measure(
@@ -187,7 +231,7 @@ def measure(
     if metric == "count":
         return float(row.count)
     if metric == "rps":
-        return float(row.rps)
+        return None if row.rps is None else float(row.rps)
     return float(getattr(row, f"{metric}_ms"))
 
 
@@ -196,11 +240,17 @@ def holds(criterion: Criterion, measured: float) -> bool:
     return math.isfinite(measured) and _OPS[criterion.op](measured, criterion.threshold)
 
 
-def _no_data_reason(criterion: Criterion) -> str:
+def _no_data_reason(
+    criterion: Criterion, metrics: Mapping[str, EndpointMetrics] | None = None
+) -> str:
     if criterion.gauge is not None:
         return f"gauge {criterion.gauge!r} was not sampled"
     if criterion.counter is not None:
         return f"counter {criterion.counter!r} was not reported"
+    key = AGGREGATED_KEY if criterion.request == TOTAL else str(criterion.request)
+    row = (metrics or {}).get(key)
+    if criterion.metric == "rps" and row is not None and row.count > 0:
+        return no_rate_reason(row.window_s)
     if criterion.request == TOTAL:
         return "no HTTP requests were recorded"
     return f"no {criterion.request!r} requests were recorded"
@@ -221,7 +271,7 @@ def judge(
         return CriterionResult(index, criterion, None, SKIPPED, reason)
     measured = measure(criterion, metrics, gauges, counters)
     if measured is None:
-        return CriterionResult(index, criterion, None, NO_DATA, _no_data_reason(criterion))
+        return CriterionResult(index, criterion, None, NO_DATA, _no_data_reason(criterion, metrics))
     threshold = f"{criterion.op} {criterion.format(criterion.threshold)}"
     if holds(criterion, measured):
         return CriterionResult(
@@ -241,7 +291,9 @@ def _totals(metrics: Mapping[str, EndpointMetrics]) -> Totals:
     requests = sum(m.count for m in http)
     failures = sum(m.failures for m in http)
     rate = failures / requests if requests else 0.0
-    return Totals(requests, failures, rate, sum(m.rps for m in http))
+    rates = [m.rps for m in http]
+    rps = None if any(r is None for r in rates) else sum(r for r in rates if r is not None)
+    return Totals(requests, failures, rate, rps)
 
 
 def _window(
@@ -270,16 +322,17 @@ def evaluate(
     counters: Mapping[str, float] | None = None,
     window: tuple[float, float] | None = None,
     window_description: str | None = None,
-    aborted: str | None = None,
-    interrupted: bool = False,
+    state: RunState = RunState.COMPLETE,
+    state_reason: str = "",
     notes: tuple[str, ...] = (),
+    live: bool = False,
 ) -> Verdict:
     """Judge a run of ``profile`` against ``baseline``.
 
     ``metrics`` is keyed by ``EndpointMetrics.key`` ("POST /api/calls", "Aggregated" for the HTTP
     total). ``window`` is the (start_s, end_s) span the rps values cover; None means the whole run.
-    ``aborted`` is the abort reason if the run was stopped early; ``interrupted`` means a person or
-    a signal stopped it. Either one fails the run whatever the criteria say.
+    ``state`` says how the run ended (``core.lifecycle``): a run that did not complete never
+    passes, whatever the criteria say; ``live`` marks a snapshot taken while the load runs.
     """
     check_profile(profile)
     results = tuple(
@@ -292,10 +345,11 @@ def evaluate(
         results=results,
         totals=_totals(metrics),
         references=baseline.reference,
-        aborted=aborted,
-        interrupted=interrupted,
+        state=state,
+        state_reason=state_reason,
         baseline_path=baseline.path,
         notes=notes,
+        live=live,
     )
 
 

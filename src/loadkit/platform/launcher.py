@@ -162,3 +162,14 @@ def _terminate(process: subprocess.Popen[bytes]) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
+
+
+@contextmanager
+def embedded_platform(settings: Any) -> Iterator[tuple[RunningPlatform, str]]:
+    """The one place the kit starts its reference platform for a run with no ``API_URL``:
+    ``(platform, key)``, the key being ``API_KEY`` if set, else a random one for this run."""
+    import secrets
+
+    key = settings.api_key_value or secrets.token_urlsafe(24)
+    with start_platform(api_key=key) as platform:
+        yield platform, key

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import random
 import time
 import traceback
@@ -50,6 +49,7 @@ from locust.exception import StopTest, StopUser
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 from locust.user.users import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
+from loadkit import registry
 from loadkit.core.arrival_schedule import (
     Admission,
     ArrivalError,
@@ -59,27 +59,28 @@ from loadkit.core.arrival_schedule import (
     parse_max_in_flight,
     parse_rate,
     parse_rate_stage,
+    parse_rate_stages,
 )
+from loadkit.core.plan import ArrivalSpec
 from loadkit.core.profiles import split_stage_specs
-from loadkit.endpoints import INTENDED_REQUEST_TYPE
-from loadkit.measure.recorder import NON_HTTP_REQUEST_TYPES, RUN_ID_OPTION
+from loadkit.endpoints import INTENDED_REQUEST_TYPE, NON_HTTP_REQUEST_TYPES
+from loadkit.measure.collector import Collector
+from loadkit.plugin import locust_adapter
+from loadkit.plugin.context import context_of
 from loadkit.plugin.invalid_input import exit_invalid
+from loadkit.plugin.measurement import measurement_of, record_side_row
 
 logger = logging.getLogger("loadkit.arrival")
 
 RATE_ENV: Final = "LOADKIT_RATE"
 RATE_STAGES_ENV: Final = "LOADKIT_RATE_STAGES"
 MAX_IN_FLIGHT_ENV: Final = "LOADKIT_MAX_IN_FLIGHT"
-#: Counter name the verdict knows (``baselines.COUNTERS``).
+#: Counter names: the verdict knows ``dropped_iterations`` (``baselines.COUNTERS``).
 DROPPED_ITERATIONS: Final = "dropped_iterations"
-#: Custom option the master sets at ``test_start``: how many workers share the rate.
-WORKERS_OPTION: Final = "loadkit_arrival_workers"
-#: Key of this module's counts in Locust's worker->master stats report.
-REPORT_KEY: Final = "loadkit_arrival"
+STARTED_ITERATIONS: Final = "iterations_started"
 #: Longest the driver sleeps between looks at the clock and its user's state: bounds how late a
 #: graceful stop is noticed when the next iteration is far away (rate 0, profile over).
 MAX_SLEEP_S: Final = 0.05
-_TRACKER_ATTR: Final = "loadkit_arrival"
 
 
 # -- options --------------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def add_arrival_arguments(parser: argparse.ArgumentParser) -> None:
     also read ``LOADKIT_RATE``, ``LOADKIT_RATE_STAGES`` (comma separated) and
     ``LOADKIT_MAX_IN_FLIGHT``.
     """
-    if "--rate" in parser._option_string_actions:
+    if locust_adapter.has_option(parser, "--rate"):
         return
 
     def extras(env_var: str) -> dict[str, Any]:
@@ -169,15 +170,12 @@ class ArrivalOptions:
             self.rate_per_s is not None or self.rate_stage_specs or self.max_in_flight is not None
         )
 
-    def plan(self, user_class: type[ArrivalRateUser]) -> ArrivalPlan:
-        """The cluster's plan for ``user_class`` (its ``rate_per_s`` is the default rate)."""
-        return ArrivalPlan.build(
-            default_rate_per_s=user_class.rate_per_s,
-            rate_per_s=self.rate_per_s,
-            rate_stage_specs=self.rate_stage_specs,
-            max_in_flight=self.max_in_flight,
-            time_scale=self.time_scale,
-        )
+    def spec(self) -> ArrivalSpec:
+        """The options as the run plan keeps them (rate stages scaled by ``--time-scale``)."""
+        stages = parse_rate_stages(self.rate_stage_specs, time_scale=self.time_scale)
+        if stages and self.rate_per_s is not None:
+            raise ArrivalError("give a rate or rate stages, not both")
+        return ArrivalSpec(stages, self.rate_per_s, self.max_in_flight)
 
 
 def read_arrival_options(parsed_options: Any) -> ArrivalOptions:
@@ -201,17 +199,17 @@ def read_arrival_options(parsed_options: Any) -> ArrivalOptions:
 class ArrivalRateUser(User):
     """Opt a scenario into the open model: its tasks run at a rate, not in a closed loop.
 
-    Put it first among the bases (``class SchedulingUser(ArrivalRateUser, PlatformUser)``) and
-    set ``rate_per_s``; each iteration runs one of the class's ``@task`` methods (weighted, as
-    in any Locust user) on the driving user's client, concurrently with the other iterations in
-    flight. ``wait_time`` is not used. Tasks must be plain functions (no nested TaskSets), and
-    should not call ``self.wait()``.
+    Put it first among the bases (``class SchedulingUser(ArrivalRateUser, PlatformUser)``);
+    ``rate_per_s`` optionally sets the default rate. Each iteration runs one of the class's
+    ``@task`` methods (weighted, as in any Locust user) on the driving user's client,
+    concurrently with the other iterations in flight. ``wait_time`` is not used. Tasks must be
+    plain functions (no nested TaskSets), and should not call ``self.wait()``.
     """
 
     abstract = True
-    rate_per_s: ClassVar[float] = 1.0
+    rate_per_s: ClassVar[float | None] = None
     """Iterations per second (whole cluster) when neither ``--rate`` nor ``--rate-stage`` is
-    given."""
+    given; None: the scenario's default rate in the registry (``loadkit scenarios``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -343,24 +341,23 @@ class _Executor:
 
 
 class ArrivalTracker:
-    """The executors of one environment and the iteration counts, local or cluster-wide."""
+    """The executors of one environment, and their counts in the run's collector."""
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
         self.executors: dict[type[ArrivalRateUser], _Executor] = {}
-        self._shipped = (0, 0)
-        #: Master only: counts added up from the workers' reports in this run.
-        self.cluster_started = 0
-        self.cluster_dropped = 0
-        self.reports = 0
+        self._synced = (0, 0)
 
     # -- executors (local runner and workers) ----------------------------------------------------
 
     def executor_for(self, user_class: type[ArrivalRateUser]) -> _Executor:
         executor = self.executors.get(user_class)
         if executor is None:
-            options = read_arrival_options(self.environment.parsed_options)
-            executor = _Executor(user_class, options.plan(user_class), self._share())
+            spec, workers = self.run_arrival()
+            resolved = bool(spec.rate_stages) or spec.rate_per_s is not None
+            default = 0.0 if resolved else default_rate_for(self.environment, user_class)
+            plan = spec.arrival_plan(default)
+            executor = _Executor(user_class, plan, self._share(workers))
             self.executors[user_class] = executor
             logger.info(
                 "loadkit: %s starts %s (share %d of %d, in-flight cap %d)",
@@ -372,40 +369,46 @@ class ArrivalTracker:
             )
         return executor
 
-    def _share(self) -> Share:
+    def run_arrival(self) -> tuple[ArrivalSpec, int]:
+        """This run's rate (the run plan's; on a worker, the master's run message) and the
+        number of processes that share it."""
+        ctx = context_of(self.environment)
+        if isinstance(self.environment.runner, WorkerRunner):
+            message = ctx.extras.get("run_message") or {}
+            data = message.get("arrival")
+            spec = ArrivalSpec() if data is None else _spec_from_dict(data)
+            return spec, int(message.get("workers") or 1)
+        run = ctx.run
+        if run is None:  # an Environment built by hand (Locust as a library): its options
+            return arrival_spec_from_options(self.environment), 1
+        return (run.arrival or ArrivalSpec()), 1
+
+    def _share(self, workers: int) -> Share:
         runner = self.environment.runner
         if not isinstance(runner, WorkerRunner):
             return Share()
-        count = getattr(self.environment.parsed_options, WORKERS_OPTION, None) or 1
-        return Share.of_worker(runner.worker_index, int(count))
+        return Share.of_worker(locust_adapter.worker_index(runner), max(1, workers))
 
     def local_counts(self) -> tuple[int, int]:
         """(started, dropped) by this process's executors in this run."""
         admissions = [e.admission for e in self.executors.values()]
         return sum(a.started for a in admissions), sum(a.dropped for a in admissions)
 
-    # -- totals ------------------------------------------------------------------------------------
-
-    @property
-    def active(self) -> bool:
-        """Whether an arrival-rate executor ran in this run (here, or on a reporting worker)."""
-        return bool(self.executors) or self.reports > 0
-
-    def totals(self) -> tuple[int, int]:
-        """(started, dropped) for the whole run: this process's, or the cluster's on a master."""
-        if isinstance(self.environment.runner, MasterRunner):
-            return self.cluster_started, self.cluster_dropped
-        return self.local_counts()
+    def sync_counters(self, collector: Collector) -> None:
+        """Add what was started and dropped since the last sync to the run's collector (which
+        ships them to the master with the rest of the measurements)."""
+        if not self.executors:
+            return
+        started, dropped = self.local_counts()
+        collector.count(STARTED_ITERATIONS, started - self._synced[0])
+        collector.count(DROPPED_ITERATIONS, dropped - self._synced[1])
+        self._synced = (started, dropped)
 
     # -- events ------------------------------------------------------------------------------------
 
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         self.executors = {}
-        self._shipped = (0, 0)
-        self.cluster_started = self.cluster_dropped = self.reports = 0
-        runner = environment.runner
-        if isinstance(runner, MasterRunner) and environment.parsed_options is not None:
-            setattr(environment.parsed_options, WORKERS_OPTION, runner.worker_count)
+        self._synced = (0, 0)
 
     def on_request(
         self,
@@ -414,7 +417,6 @@ class ArrivalTracker:
         response_time: float | None,
         response_length: int = 0,
         exception: BaseException | None = None,
-        context: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
         """Record a request made inside an iteration again, timed from the intended start."""
@@ -423,43 +425,21 @@ class ArrivalTracker:
         current = gevent.getcurrent()
         if not isinstance(current, _Iteration):
             return
-        self.environment.events.request.fire(
-            request_type=INTENDED_REQUEST_TYPE,
-            name=f"{request_type} {name}",
-            response_time=response_time + current.start_delay_ms,
-            response_length=response_length,
-            exception=exception,
-            context=context or {},
+        record_side_row(
+            self.environment,
+            INTENDED_REQUEST_TYPE,
+            f"{request_type} {name}",
+            response_time + current.start_delay_ms,
+            response_length,
+            exception,
         )
-
-    def on_report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        if not self.executors:
-            return
-        started, dropped = self.local_counts()
-        data[REPORT_KEY] = {
-            "run": getattr(self.environment.parsed_options, RUN_ID_OPTION, None),
-            "started": started - self._shipped[0],
-            "dropped": dropped - self._shipped[1],
-        }
-        self._shipped = (started, dropped)
-
-    def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        payload = data.get(REPORT_KEY)
-        if payload is None:
-            return
-        ours = getattr(self.environment.parsed_options, RUN_ID_OPTION, None)
-        if ours is not None and payload.get("run") not in (None, ours):
-            return  # the tail of a previous run
-        self.cluster_started += int(payload["started"])
-        self.cluster_dropped += int(payload["dropped"])
-        self.reports += 1
 
     def on_spawning_complete(self, **_: Any) -> None:
         """Master: warn when a worker hosts no arrival user (its share of the rate is lost)."""
         runner = self.environment.runner
         if not isinstance(runner, MasterRunner):
             return
-        workers = getattr(self.environment.parsed_options, WORKERS_OPTION, None)
+        workers = runner.worker_count
         nodes = list(runner.clients.values())
         for user_class in arrival_classes(self.environment):
             hosting = sum(1 for n in nodes if n.user_classes_count.get(user_class.__name__, 0))
@@ -481,27 +461,67 @@ class ArrivalTracker:
             )
 
     def on_quit(self, **_: Any) -> None:
-        if not self.active or isinstance(self.environment.runner, WorkerRunner):
+        if isinstance(self.environment.runner, WorkerRunner):
             return
-        print(summary_line(self.environment), flush=True)
+        counters = measurement_of(self.environment).collector.counters
+        if STARTED_ITERATIONS in counters:
+            print(summary_line(self.environment), flush=True)
+
+
+def _spec_from_dict(data: dict[str, Any]) -> ArrivalSpec:
+    from loadkit.core.arrival_schedule import RateStage
+
+    stages = tuple(RateStage(float(d), float(r)) for d, r in data.get("rate_stages") or ())
+    return ArrivalSpec(stages, data.get("rate_per_s"), data.get("max_in_flight"))
+
+
+def default_rate_for(environment: Environment, user_class: type[ArrivalRateUser]) -> float:
+    """The class's ``rate_per_s``, else the scenario's default rate in the registry."""
+    if user_class.rate_per_s is not None:
+        return float(user_class.rate_per_s)
+    ctx = context_of(environment)
+    message = ctx.extras.get("run_message") or {}
+    scenario = ctx.run.scenario if ctx.run is not None else message.get("scenario")
+    spec = registry.SCENARIOS.get(scenario or "")
+    if spec is not None and spec.default_rate_per_s is not None:
+        return spec.default_rate_per_s
+    raise ArrivalError(
+        f"{user_class.__name__} has no rate: set rate_per_s on the class or pass --rate"
+    )
+
+
+def arrival_spec_from_options(environment: Environment) -> ArrivalSpec:
+    """The arrival options of a run started without a plan file (web UI, plain ``locust``)."""
+    try:
+        return read_arrival_options(environment.parsed_options).spec()
+    except ArrivalError as exc:
+        exit_invalid(str(exc))
 
 
 def summary_line(environment: Environment) -> str:
-    """``loadkit: arrival rate 50/s (in-flight cap 5): 300 iterations started, 12 dropped``."""
-    tracker = tracker_of(environment)
-    started, dropped = tracker.totals()
-    options = read_arrival_options(environment.parsed_options)
-    plans = [options.plan(c) for c in arrival_classes(environment)]
+    """``loadkit: arrival rate 50/s (in-flight cap 5): 300 iterations started, 12 dropped``.
+
+    The rate and cap are the executors' here (a worker's share on a worker); the counts are
+    the run's (the whole cluster's on a master).
+    """
+    counters = measurement_of(environment).collector.counters
+    plans = [e.plan for e in tracker_of(environment).executors.values()]
+    if not plans:
+        spec, _ = tracker_of(environment).run_arrival()
+        classes = arrival_classes(environment)
+        plans = [spec.arrival_plan(default_rate_for(environment, c)) for c in classes]
     what = ", ".join(f"{p.profile.description} (in-flight cap {p.max_in_flight})" for p in plans)
+    started = int(counters.get(STARTED_ITERATIONS, 0))
+    dropped = int(counters.get(DROPPED_ITERATIONS, 0))
     return f"loadkit: arrival rate {what or '?'}: {started} iterations started, {dropped} dropped"
 
 
 def tracker_of(environment: Environment) -> ArrivalTracker:
     """The environment's tracker (created on first use; ``install`` also subscribes it)."""
-    tracker = getattr(environment, _TRACKER_ATTR, None)
+    ctx = context_of(environment)
+    tracker = ctx.extras.get("arrival")
     if tracker is None:
-        tracker = ArrivalTracker(environment)
-        setattr(environment, _TRACKER_ATTR, tracker)
+        tracker = ctx.extras["arrival"] = ArrivalTracker(environment)
     return tracker
 
 
@@ -513,30 +533,29 @@ def arrival_classes(environment: Environment) -> list[type[ArrivalRateUser]]:
 
 def arrival_counters(environment: Environment) -> dict[str, float]:
     """``{"dropped_iterations": n}`` for the verdict's ``counters``, where the cluster's numbers
-    live (local runner, or master once the workers' final reports are in); ``{}`` when no
+    live (local runner, or master once the workers' final measurements are in); ``{}`` when no
     arrival-rate executor ran (the criterion then reads "not reported")."""
-    tracker = getattr(environment, _TRACKER_ATTR, None)
-    if tracker is None or not tracker.active:
+    measurement = measurement_of(environment)
+    measurement.sync_counters()
+    counters = measurement.collector.counters
+    if STARTED_ITERATIONS not in counters:
         return {}
-    return {DROPPED_ITERATIONS: float(tracker.totals()[1])}
+    return {DROPPED_ITERATIONS: float(counters.get(DROPPED_ITERATIONS, 0))}
 
 
 def install(environment: Environment) -> ArrivalTracker:
     """Subscribe the tracker to ``environment``'s events; call it from ``init`` (every process).
 
-    On the local runner or master it also checks the options once (exit 2 on a bad combination)
-    and, for a headless run with rate stages and no ``--run-time`` or shape, stops the run when
-    the stages end, as a profile would.
+    On the local runner or master it also checks the options once (exit 2 on a bad combination).
     """
     tracker = tracker_of(environment)
     runner = environment.runner
     if not isinstance(runner, WorkerRunner):
         _check_options(environment)
+    measurement_of(environment).counter_syncs.append(tracker.sync_counters)
     events = environment.events
     events.test_start.add_listener(tracker.on_test_start)
     events.request.add_listener(tracker.on_request)
-    events.report_to_master.add_listener(tracker.on_report_to_master)
-    events.worker_report.add_listener(tracker.on_worker_report)
     events.spawning_complete.add_listener(tracker.on_spawning_complete)
     events.worker_connect.add_listener(tracker.on_worker_connect)
     events.quit.add_listener(tracker.on_quit)
@@ -544,19 +563,11 @@ def install(environment: Environment) -> ArrivalTracker:
 
 
 def _check_options(environment: Environment) -> None:
-    options = environment.parsed_options
+    """Bad arrival options exit 2 at start; given without an arrival-rate user, they warn."""
     try:
-        arrival = read_arrival_options(options)
-        plans = [arrival.plan(c) for c in arrival_classes(environment)]
+        arrival = read_arrival_options(environment.parsed_options)
+        arrival.spec()
     except ArrivalError as exc:
         exit_invalid(str(exc))
-    if arrival.given and not plans:
+    if arrival.given and not arrival_classes(environment):
         logger.warning("loadkit: --rate/--rate-stage/--max-in-flight ignored: no arrival-rate user")
-        return
-    headless = bool(getattr(options, "headless", False))
-    run_time = getattr(options, "run_time", None)
-    if arrival.rate_stage_specs and headless and not run_time and not environment.shape_class:
-        duration_s = max(p.profile.duration_s for p in plans)
-        if math.isfinite(duration_s):
-            options.run_time = duration_s
-            logger.info("loadkit: run time set to %g s, the rate stages' length", duration_s)

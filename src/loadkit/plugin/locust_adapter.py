@@ -1,48 +1,188 @@
-"""Keeping the kit's non-HTTP rows out of Locust's own "Aggregated" total.
+"""Every use of Locust's internals, in one room, each named and said why.
 
-The kit reports two kinds of rows through Locust's request event that are not requests of their
-own: ``JOB`` timings (a bulk import's upload-to-completed time) and ``INTENDED`` latencies (the
-arrival rate's second view of each request). Locust adds every row to its total, so its console,
-CSV, HTML report and web UI header would count them as traffic: a 50 calls/s scheduling run
-showed as 100 requests/s. Here the ``RequestStats`` of each load-generating process logs those
-rows to their own entries only. The master's total is the sum of the workers' totals, so it is
-right too. (Locust 2.47's ``log_request`` / ``log_error``; the kit pins ``locust<2.48``.)
+The kit uses Locust's public API wherever one exists (events, ``runner.send_message`` /
+``register_message``, ``LoadTestShape``, ``RequestStats.get``). Where none does, the use is here,
+so a Locust upgrade breaks in one file, and ``tests/test_locust_adapter.py`` checks every one of
+them against the installed Locust (it fails loudly, naming the use, when an upgrade moves it).
+Nothing else in ``src/loadkit`` touches a Locust object's private attributes (a test greps).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import argparse
+from typing import Any, Final
 
-from locust.stats import RequestStats, StatsError
+from gevent.lock import RLock
+from locust.env import Environment
+from locust.runners import Runner
+from locust.stats import StatsError
+from locust.user.users import (
+    LOCUST_STATE_RUNNING,
+    LOCUST_STATE_STOPPING,
+    LOCUST_STATE_WAITING,
+    User,
+)
 
-from loadkit.endpoints import NON_HTTP_REQUEST_TYPES
+#: The Locust versions these uses were checked against (``tests/test_locust_adapter.py``).
+CHECKED_VERSIONS: Final = ("2.47",)
 
 
-def keep_out_of_total(
-    stats: RequestStats, request_types: Collection[str] = NON_HTTP_REQUEST_TYPES
+# -- command-line options -------------------------------------------------------------------------
+
+
+def has_option(parser: argparse.ArgumentParser, option: str) -> bool:
+    """Whether ``parser`` already has ``option``: the kit's plugin and a locustfile may both
+    register the kit's options, and argparse refuses a second ``add_argument``.
+
+    Internal: argparse's ``_option_string_actions`` (argparse has no public lookup)."""
+    return option in parser._option_string_actions
+
+
+# -- rows that are not requests -------------------------------------------------------------------
+
+
+def log_outside_total(
+    environment: Environment,
+    request_type: str,
+    name: str,
+    response_time_ms: float,
+    response_length: int,
+    exception: BaseException | str | None,
 ) -> None:
-    """Make ``stats`` log rows of ``request_types`` to their own entries but not to the total."""
-    log_request = stats.log_request
-    log_error = stats.log_error
+    """Show one of the kit's own timings (``JOB`` rows, ``INTENDED`` rows) as its own row in
+    Locust's statistics (console, CSV, HTML report, web UI) without adding it to Locust's
+    "Aggregated" total, which counts requests: a 50 calls/s run must not read 100 requests/s.
 
-    def log_request_outside_total(
-        method: str, name: str, response_time: int, content_length: int
-    ) -> None:
-        if method not in request_types:
-            log_request(method, name, response_time, content_length)
-            return
-        stats.entries[(name, method)].log(response_time, content_length)
+    Public: ``RequestStats.get`` and ``StatsEntry.log``/``log_error``. Internal: the failures
+    table (``RequestStats.errors`` of ``StatsError``), which ``log_error`` would also add to
+    the total. The master's total is the sum of the workers' totals, so it stays right too.
+    """
+    stats = environment.stats
+    entry = stats.get(name, request_type)
+    entry.log(round(response_time_ms), response_length)
+    if exception is not None:
+        entry.log_error(exception)
+        key = StatsError.create_key(request_type, name, exception)
+        error = stats.errors.get(key)
+        if error is None:
+            error = stats.errors[key] = StatsError(request_type, name, exception)
+        error.occurred()
 
-    def log_error_outside_total(method: str, name: str, error: Exception | str | None) -> None:
-        if method not in request_types:
-            log_error(method, name, error)
-            return
-        stats.entries[(name, method)].log_error(error)
-        key = StatsError.create_key(method, name, error)
-        entry = stats.errors.get(key)
-        if entry is None:
-            entry = stats.errors[key] = StatsError(method, name, error)
-        entry.occurred()
 
-    stats.log_request = log_request_outside_total  # type: ignore[method-assign]
-    stats.log_error = log_error_outside_total  # type: ignore[method-assign]
+# -- the run's end --------------------------------------------------------------------------------
+
+
+def take_over_run_time(environment: Environment) -> float | None:
+    """Take ``-t/--run-time`` away from Locust and return it (seconds), so the kit ends the run.
+
+    Locust arms its run-time timer with gevent's cached loop clock, which lags behind the real
+    clock after a busy start: measured, ``-t 15s`` runs stopped 0.5-2.5 s early. The kit ends
+    the run itself on the monotonic clock instead. Public attribute, internal effect: Locust's
+    ``main`` reads ``options.run_time`` after ``init`` to arm that timer.
+    """
+    options = environment.parsed_options
+    run_time = getattr(options, "run_time", None) if options is not None else None
+    if run_time:
+        options.run_time = None
+        return float(run_time)
+    return None
+
+
+def serialize_stops(runner: Runner) -> None:
+    """Make ``runner.stop()`` safe to call from several greenlets at once.
+
+    Locust's ``Runner.stop`` is not re-entrant: a second call while a graceful stop waits for
+    requests in flight stops the same users again and raises "Tried to stop User in an
+    unexpected state: stopping". A kit run can be stopped by its planned end, a signal, an abort
+    or the web UI, while Locust's own ``main`` calls ``quit()`` (which stops) when a shape ends.
+    Callers now queue behind the stop in progress; the later ones find the runner stopped.
+    Internal: replaces the ``stop`` attribute of this runner instance (Locust's ``quit`` calls
+    ``self.stop()``).
+    """
+    original = runner.stop
+    lock = RLock()
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        with lock:
+            original(*args, **kwargs)
+
+    runner.stop = stop  # type: ignore[method-assign]
+
+
+def kill_users_now(runner: Runner) -> None:
+    """End every user greenlet of this process at once: a second Ctrl-C, after the graceful
+    stop already began and is waiting for requests in flight.
+
+    Internal: ``Runner.user_greenlets`` (Locust's own ``stop`` kills them the same way once
+    ``--stop-timeout`` has passed)."""
+    runner.user_greenlets.kill(block=False)
+
+
+# -- the end of a distributed run -----------------------------------------------------------------
+
+
+def worker_ids(runner: Any) -> list[str]:
+    """The ids of the master's connected workers (``MasterRunner.clients``, public enough: the
+    web UI's worker tab reads it too)."""
+    clients = getattr(runner, "clients", None)
+    return [client.id for client in clients.values()] if clients is not None else []
+
+
+def quit_stopped_workers(runner: Any, ids: list[str]) -> None:
+    """Tell workers that a graceful stop already stopped to quit.
+
+    Locust's master forgets a worker once it reports "client_stopped", so its ``quit()`` (which
+    only messages the workers it knows) never reaches workers that a graceful ``stop()`` ended
+    first, and a ``loadkit run --worker`` would wait a minute for the master's heartbeat. The
+    kit stops before quitting (so the workers' last measurements arrive before the verdict), so
+    it sends those workers Locust's own "quit" message itself, with the public
+    ``runner.send_message``.
+    """
+    known = set(worker_ids(runner))
+    for worker_id in ids:
+        if worker_id not in known:
+            runner.send_message("quit", None, worker_id)
+
+
+def skip_worker_ready_delay(environment: Environment) -> None:
+    """After a worker's users stopped, report it ready at once.
+
+    Locust's worker sleeps ``stop_timeout`` after a stop before it reads its next message
+    (``WorkerRunner.worker``), so a "quit" waits that long. The kit's graceful stop is over by
+    then (the users are gone when ``test_stop`` fires), so the wait only delays the end of the
+    run. Internal: relies on the worker reading ``environment.stop_timeout`` after ``test_stop``;
+    the next run's message sets it again.
+    """
+    environment.stop_timeout = 0
+
+
+# -- a user that hosts the arrival-rate executor ---------------------------------------------------
+
+
+def is_stopping(user: User) -> bool:
+    """Whether Locust asked ``user`` to stop (a graceful stop waits for it to notice).
+
+    Internal: ``User._state``; Locust's own ``User.run`` loop reads it the same way."""
+    return user._state == LOCUST_STATE_STOPPING
+
+
+def mark_waiting(user: User) -> None:
+    """Tell Locust ``user`` is idle, so a graceful stop kills it at once instead of waiting.
+
+    Internal: ``User._state`` = waiting, as Locust sets it around ``wait()``."""
+    user._state = LOCUST_STATE_WAITING
+
+
+def mark_running(user: User) -> None:
+    """Tell Locust ``user`` is busy, so a graceful stop lets it finish (``User._state``)."""
+    user._state = LOCUST_STATE_RUNNING
+
+
+# -- workers --------------------------------------------------------------------------------------
+
+
+def worker_index(runner: Any) -> int:
+    """This worker's index among the master's workers (0 for a local runner).
+
+    Public attribute of ``WorkerRunner`` since 2.x; absent on other runners."""
+    return int(getattr(runner, "worker_index", 0) or 0)

@@ -1,17 +1,10 @@
 """The run's outputs beyond Locust's own: a per-second time series, its plot, InfluxDB streaming.
 
-Two calls wire everything into Locust (the kit's plugin makes them; a locustfile may too, both
-are idempotent)::
+The kit's plugin registers ``--out`` (``add_output_arguments``) and installs the outputs on the
+local runner or master (``install_outputs``); the numbers come from the one collector
+(``plugin.measurement``). What a run produces:
 
-    @events.init_command_line_parser.add_listener
-    def _(parser): add_output_arguments(parser)
-
-    @events.init.add_listener
-    def _(environment, **kw): install_outputs(environment)
-
-What a run then produces (local runner or master; workers only ship samples):
-
-* with a results folder (``--results-dir``, which ``loadkit run`` always sets):
+* with a results folder (``loadkit run`` always has one; ``--results-dir`` for plain Locust):
   ``timeseries.jsonl`` (``loadkit.results.timeseries``), written while the run goes on, and
   ``timeseries.png`` (``loadkit.results.plot``), drawn from it when the run ends;
 * with ``--out influxdb=URL`` (repeatable, k6 style): the same per-second data streamed to
@@ -24,21 +17,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import configargparse
 from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
-from locust.runners import WorkerRunner
 
-from loadkit.measure.series_listener import Collector, Sink
+from loadkit.plugin.context import context_of
 from loadkit.plugin.invalid_input import exit_invalid
+from loadkit.plugin.locust_adapter import has_option
+from loadkit.plugin.measurement import Sink
 from loadkit.results.influxdb import InfluxUrlError, InfluxWriter, parse_influx_url
 from loadkit.results.timeseries import FILE_NAME as TIMESERIES_FILE
 from loadkit.results.timeseries import JsonlWriter
+
+if TYPE_CHECKING:
+    from loadkit.plugin.run_control import RunControl
 
 __all__ = [
     "PLOT_FILE",
@@ -95,7 +92,7 @@ def add_output_arguments(parser: Any) -> None:
 
     Call it from an ``@events.init_command_line_parser`` listener; safe to call twice.
     """
-    if "--out" in parser._option_string_actions:
+    if has_option(parser, "--out"):
         return
     kwargs: dict[str, Any] = {}
     if isinstance(parser, LocustArgumentParser):
@@ -115,46 +112,18 @@ def add_output_arguments(parser: Any) -> None:
     )
 
 
-def install_outputs(environment: Environment) -> None:
-    """Set up the time series, its plot and the ``--out`` streams for this process.
+def install_outputs(environment: Environment, control: RunControl) -> None:
+    """Set up the time series, its plot and the ``--out`` streams (local runner or master).
 
-    Call it from an ``@events.init`` listener (after ``add_output_arguments``); a second call
-    for the same environment does nothing. Workers get a collector that records only when the
-    master asks for it; the master or local runner gets the sinks, or nothing when there is
-    nothing to produce. The collector is kept as ``environment.loadkit_outputs``.
+    Per run: ``timeseries.jsonl`` in the run's folder, written while the run goes on, and
+    ``timeseries.png`` drawn from it when the run ends. Per process: each ``--out`` stream.
     """
-    if getattr(environment, "loadkit_outputs", None) is not None:
-        return
     options = environment.parsed_options
-    if options is None or environment.runner is None:
+    if options is None:
         return
-    if isinstance(environment.runner, WorkerRunner):
-        collector = Collector(environment)
-    else:
-        sinks, at_end = _outputs(options)
-        if not sinks:
-            return
-        collector = Collector(environment, sinks, at_end)
-    environment.loadkit_outputs = collector  # type: ignore[attr-defined]
-
-
-def _outputs(options: Any) -> tuple[list[Sink], list[Callable[[], None]]]:
-    """The sinks and end-of-run hooks the options ask for (local runner or master)."""
-    sinks: list[Sink] = []
-    at_end: list[Callable[[], None]] = []
-    results_dir = getattr(options, "results_dir", None)
-    if results_dir:
-        folder = Path(results_dir)
-        sinks.append(JsonlWriter(folder / TIMESERIES_FILE))
-
-        def draw_plot() -> None:
-            from loadkit.results.plot import plot_timeseries
-
-            jsonl = folder / TIMESERIES_FILE
-            if jsonl.exists():
-                plot_timeseries(jsonl, folder / PLOT_FILE)
-
-        at_end.append(draw_plot)
+    measurement = context_of(environment).measurement
+    assert measurement is not None
+    control.run_sinks_for = run_sinks
     for text in getattr(options, "out", None) or []:
         try:
             spec = parse_output_spec(str(text))
@@ -164,5 +133,31 @@ def _outputs(options: Any) -> tuple[list[Sink], list[Callable[[], None]]]:
             writer = InfluxWriter(parse_influx_url(spec.target))
             writer.start()
             logger.info("loadkit: streaming metrics to InfluxDB at %s", writer.target.display)
-            sinks.append(writer)
-    return sinks, at_end
+            measurement.sinks.append(writer)
+
+    def close_streams(**_: Any) -> None:
+        measurement.close()
+
+    environment.events.quit.add_listener(close_streams)
+
+
+def run_sinks(run_dir: Path) -> list[Sink]:
+    """The outputs written into one run's folder: the JSON-lines series, then its plot."""
+    return [JsonlWriter(run_dir / TIMESERIES_FILE), PlotWhenClosed(run_dir)]
+
+
+class PlotWhenClosed:
+    """Draws ``timeseries.png`` from the run's ``timeseries.jsonl`` when the run's sinks close."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Nothing to do per second: the plot is drawn once, from the file."""
+
+    def close(self) -> None:
+        jsonl = self.run_dir / TIMESERIES_FILE
+        if jsonl.exists():
+            from loadkit.results.plot import plot_timeseries
+
+            plot_timeseries(jsonl, self.run_dir / PLOT_FILE)

@@ -13,7 +13,6 @@ Thin glue around ``queue_sampler`` and ``queue_sources``:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Final
 
 from locust.env import Environment
@@ -22,8 +21,8 @@ from locust.runners import WorkerRunner
 from loadkit.core.verdict import GaugeSummary
 from loadkit.observe.queue_sampler import QueueSampler
 from loadkit.observe.queue_sources import source_from_settings
+from loadkit.plugin.context import KitContext, context_of
 from loadkit.plugin.queue_web import register_queue_tab
-from loadkit.settings import Settings
 
 logger = logging.getLogger("loadkit.queue")
 
@@ -31,19 +30,19 @@ GAUGE_NAME: Final = "queue_depth"
 SERIES_FILE: Final = "queue_depth.jsonl"
 
 
-def install_queue_sampler(
-    environment: Environment, settings: Settings, *, results_dir: Path | None = None
-) -> QueueSampler | None:
+def install_queue_sampler(environment: Environment, ctx: KitContext) -> QueueSampler | None:
     """Sample the queue during each test of ``environment``; None on workers or when off.
 
-    Call it from ``init`` once the target is known and ``settings`` hold the key that will be
+    Call it from ``init`` once the target is known and the settings hold the key that will be
     used (after the embedded platform, if any, was started). The API URL is looked up at each
     reading (``environment.host``, else ``API_URL``), so a host typed into the web UI is
-    followed. With ``results_dir``, each test's series is written to ``queue_depth.jsonl`` there.
+    followed. The run control ends each test's sampling (``finish_queue_sampling``) before it
+    judges, so the last reading is where the queue stood when the load stopped.
     Raises ``QueueSourceError`` for a source that cannot be built (bad queue keys).
     """
     if isinstance(environment.runner, WorkerRunner):
         return None
+    settings = ctx.settings
     source = source_from_settings(settings, base_url=lambda: environment.host or settings.api_url)
     if source is None:
         return None
@@ -52,33 +51,38 @@ def install_queue_sampler(
     def on_test_start(**_: Any) -> None:
         sampler.start()
 
-    def on_test_stop(**_: Any) -> None:
-        sampler.stop()
-        if results_dir is not None:
-            sampler.write_jsonl(results_dir / SERIES_FILE)
-        if sampler.errors:
-            logger.warning(
-                "loadkit: %d of %d queue depth samples failed; last: %s",
-                sampler.errors,
-                sampler.errors + len(sampler.samples),
-                sampler.last_error,
-            )
-
     def on_quitting(**_: Any) -> None:
         sampler.close()
 
     environment.events.test_start.add_listener(on_test_start)
-    environment.events.test_stop.add_listener(on_test_stop)
     environment.events.quitting.add_listener(on_quitting)
-    environment.loadkit_queue_sampler = sampler  # type: ignore[attr-defined]
+    ctx.queue_sampler = sampler
     if environment.web_ui is not None:
         register_queue_tab(environment.web_ui, sampler)
     return sampler
 
 
+def finish_queue_sampling(environment: Environment) -> None:
+    """Stop this test's sampling (one last reading) and write its series to the run folder."""
+    ctx = context_of(environment)
+    sampler = ctx.queue_sampler
+    if sampler is None:
+        return
+    sampler.stop()
+    if ctx.run_dir is not None:
+        sampler.write_jsonl(ctx.run_dir / SERIES_FILE)
+    if sampler.errors:
+        logger.warning(
+            "loadkit: %d of %d queue depth samples failed; last: %s",
+            sampler.errors,
+            sampler.errors + len(sampler.samples),
+            sampler.last_error,
+        )
+
+
 def queue_sampler_of(environment: Environment) -> QueueSampler | None:
     """The sampler :func:`install_queue_sampler` attached to ``environment``, if any."""
-    return getattr(environment, "loadkit_queue_sampler", None)
+    return context_of(environment).queue_sampler
 
 
 def queue_gauges(environment: Environment) -> dict[str, GaugeSummary]:

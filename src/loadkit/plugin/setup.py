@@ -1,15 +1,23 @@
-"""The kit's Locust plugin: settings, the embedded platform and the secret filter for every run.
+"""The kit's Locust plugin: what every Locust process of a kit run sets up, and in which order.
 
 Imported (through ``loadkit.plugin.user``) by every locustfile, so plain ``locust -f`` and
 ``loadkit run`` behave the same. Listeners are registered here at import, the way Locust plugins
-are; the work they do happens in ``init`` (every process) and ``quitting``.
+are; the work happens in ``init`` (every process) and in the parts it creates:
+
+* every process: settings, the secret filter, the collector (``plugin.measurement``), the
+  arrival-rate tracker;
+* local runner or master: the run plan (``LOADKIT_PLAN`` from ``loadkit run``, else built per
+  start), the target (an embedded platform when none is given), the run control (timer, stop
+  causes, verdict), the outputs, the queue sampler, the worker watch, the web UI tabs.
+
+Order matters where parts listen to the same Locust event: the run control's ``test_start``
+listener is registered before the others, so they see the new run's plan and folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,46 +25,30 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from loadkit.core.plan import PLAN_ENV, PlanError, RunPlan
 from loadkit.core.redact import install_secret_filter
 from loadkit.observe.queue_sources import QueueSourceError
 from loadkit.plugin import arrival
-from loadkit.plugin import verdict as verdict_hook
+from loadkit.plugin.context import KitContext, attach_context, context_of, settings_of
 from loadkit.plugin.invalid_input import exit_invalid
-from loadkit.plugin.locust_adapter import keep_out_of_total
+from loadkit.plugin.measurement import measurement_of
 from loadkit.plugin.outputs import add_output_arguments, install_outputs
 from loadkit.plugin.queue import install_queue_sampler
+from loadkit.plugin.run_control import RunControl
 from loadkit.plugin.staged_shape import add_profile_arguments
-from loadkit.plugin.verdict import add_verdict_arguments
-from loadkit.plugin.worker_watch import add_worker_arguments
-from loadkit.settings import Settings, SettingsError, load_settings
+from loadkit.plugin.verdict import (
+    add_verdict_arguments,
+    baseline_from_options,
+    scenario_of,
+)
+from loadkit.plugin.web import register_baseline_tab
+from loadkit.plugin.worker_watch import add_worker_arguments, install_worker_watch
+from loadkit.results.locust_files import finalize_csv_at_exit
+from loadkit.settings import SettingsError, load_settings
+
+__all__ = ["context_of", "settings_of"]
 
 logger = logging.getLogger("loadkit")
-
-
-@dataclass
-class KitContext:
-    """What the kit keeps per Locust environment."""
-
-    settings: Settings
-    cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def context_of(environment: Environment) -> KitContext:
-    """The kit's context of this environment, built from env/.env if ``init`` has not run.
-
-    Tests (and library users) that build an ``Environment`` by hand never fire ``init``; they
-    still get the same settings object the plugin would have built.
-    """
-    ctx = getattr(environment, "loadkit", None)
-    if ctx is None:
-        ctx = KitContext(settings=load_settings())
-        environment.loadkit = ctx  # type: ignore[attr-defined]
-    return ctx
-
-
-def settings_of(environment: Environment) -> Settings:
-    return context_of(environment).settings
 
 
 @events.init_command_line_parser.add_listener
@@ -75,26 +67,53 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except SettingsError as exc:
         exit_invalid(str(exc))
         return
-    ctx = KitContext(settings=settings)
-    environment.loadkit = ctx  # type: ignore[attr-defined]
+    ctx = attach_context(environment, KitContext(settings=settings))
     if settings.api_key_value:
         install_secret_filter([settings.api_key_value])
-    keep_out_of_total(environment.stats)
-    verdict_hook.install(environment)
+    measurement = measurement_of(environment)
     arrival.install(environment)
-    install_outputs(environment)
     if isinstance(environment.runner, WorkerRunner):
         if not settings.api_key_value:
             exit_invalid("API_KEY is not set on this worker (workers need the same key)")
         return
+    ctx.planned = _read_plan()
+    _session(environment, ctx)
     _aim(environment, ctx)
-    results_dir = getattr(environment.parsed_options, "results_dir", None)
+    control = ctx.control = RunControl(environment, ctx, measurement)
+    control.subscribe()
+    finalize_csv_at_exit(environment)
+    install_outputs(environment, control)
     try:
-        install_queue_sampler(
-            environment, ctx.settings, results_dir=Path(results_dir) if results_dir else None
-        )
+        install_queue_sampler(environment, ctx)
     except QueueSourceError as exc:
         exit_invalid(str(exc))
+    install_worker_watch(environment, control.on_worker_lost)
+    register_baseline_tab(environment, control.live_verdict)
+
+
+def _read_plan() -> RunPlan | None:
+    """The plan ``loadkit run`` wrote for this process, if it started it."""
+    path = os.environ.get(PLAN_ENV)
+    if not path:
+        return None
+    try:
+        return RunPlan.read(Path(path))
+    except (OSError, ValueError, KeyError, PlanError) as exc:
+        exit_invalid(f"cannot read the run plan {path}: {exc}")
+
+
+def _session(environment: Environment, ctx: KitContext) -> None:
+    """What a session without a plan file needs: scenario, baseline, where results go."""
+    options = environment.parsed_options
+    if ctx.planned is not None:
+        if ctx.planned.results_dir:
+            ctx.results_root = Path(ctx.planned.results_dir)
+        return
+    scenario = scenario_of(options)
+    ctx.extras["scenario"] = scenario
+    ctx.extras["baseline"] = baseline_from_options(options, scenario)
+    results_dir = getattr(options, "results_dir", None)
+    ctx.results_root = Path(results_dir) if results_dir else None
 
 
 def _aim(environment: Environment, ctx: KitContext) -> None:
@@ -106,31 +125,16 @@ def _aim(environment: Environment, ctx: KitContext) -> None:
         if not settings.api_key_value:
             exit_invalid(f"API_KEY is not set (needed to call {environment.host})")
         return
-    from loadkit.platform.launcher import start_platform
+    from loadkit.platform.launcher import embedded_platform
 
-    key = settings.api_key_value or _random_key()
-    platform = ctx.cleanup.enter_context(start_platform(api_key=key))
-    ctx.settings = settings.model_copy(update={"api_key": settings.api_key or _secret(key)})
+    platform, key = ctx.cleanup.enter_context(embedded_platform(settings))
+    ctx.settings = settings.with_api_key(key)
     install_secret_filter([key])
     environment.host = platform.url
-    ctx.extras["platform"] = platform
     logger.info("loadkit: no API_URL given; embedded reference platform at %s", platform.url)
-
-
-def _random_key() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(24)
-
-
-def _secret(key: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(key)
 
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
-    ctx = getattr(environment, "loadkit", None)
-    if ctx is not None:
-        ctx.cleanup.close()
+    # Registered at import, so it runs after the run control's quitting listener (added in init).
+    context_of(environment).cleanup.close()

@@ -18,10 +18,9 @@ import configargparse
 from locust import LoadTestShape
 from locust.argument_parser import LocustArgumentParser
 
+from loadkit import registry
 from loadkit.core.profiles import (
     BOUNDARY_EPSILON_S,
-    PROFILE_PURPOSE,
-    PROFILES,
     ProfileError,
     Stage,
     effective_stages,
@@ -31,6 +30,8 @@ from loadkit.core.profiles import (
     total_duration_s,
     users_at,
 )
+from loadkit.plugin.context import planned_run
+from loadkit.plugin.locust_adapter import has_option
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     the web UI; on a configargparse parser they read ``LOADKIT_*`` environment variables; a plain
     argparse parser gets the bare options.
     """
-    if "--time-scale" in parser._option_string_actions:
+    if has_option(parser, "--time-scale"):
         return
     is_configargparse = isinstance(parser, configargparse.ArgumentParser)
 
@@ -147,7 +148,12 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class StagedShape(LoadTestShape):
-    """Plays ``stages`` with k6 semantics; subclasses set only ``stages`` and a docstring.
+    """Plays a profile's stages with k6 semantics; subclasses name the profile and say why.
+
+    ``profile`` names a registry profile (the verdict judges the run as that profile, by this
+    name, never by the class name); ``stages``, when set, replaces the registry's stages (a
+    profile of your own, judged as ``custom``). A run of ``loadkit run`` plays the stages of its
+    plan instead (``uses_plan``), so the parent's decision is never recomputed here.
 
     Abstract, because Locust instantiates every non-abstract shape visible in a locustfile's
     namespace, and every file in ``shapes/`` imports this class.
@@ -173,7 +179,9 @@ class StagedShape(LoadTestShape):
     """
 
     abstract = True
+    profile: ClassVar[str | None] = None
     stages: ClassVar[tuple[Stage, ...]] = ()
+    uses_plan: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -198,16 +206,20 @@ class StagedShape(LoadTestShape):
         A bad value (only possible from the web UI form; the CLI validates at parse time) is
         logged and gives an empty profile, which stops the test at the first tick.
         """
-        runner = self.runner
-        parsed = getattr(getattr(runner, "environment", None), "parsed_options", None)
+        environment = getattr(self.runner, "environment", None)
+        parsed = getattr(environment, "parsed_options", None)
+        planned = planned_run(environment)
         try:
-            options = read_profile_options(parsed)
-            stages = effective_stages(
-                self.stages,
-                options.stage_specs,
-                time_scale=options.time_scale,
-                user_scale=options.user_scale,
-            )
+            if self.uses_plan and planned is not None:
+                stages = planned.stages
+            else:
+                options = read_profile_options(parsed)
+                stages = effective_stages(
+                    self.base_stages(),
+                    options.stage_specs,
+                    time_scale=options.time_scale,
+                    user_scale=options.user_scale,
+                )
         except ProfileError as exc:
             logger.error("%s: %s; stopping the test", type(self).__name__, exc)
             stages = ()
@@ -230,6 +242,23 @@ class StagedShape(LoadTestShape):
                 max(stage.target_users for stage in stages),
             )
         return stages
+
+    @classmethod
+    def base_stages(cls) -> tuple[Stage, ...]:
+        """The class's own stages, else its registry profile's."""
+        if cls.stages or cls.profile is None:
+            return cls.stages
+        return registry.get_profile(cls.profile).stages
+
+    def run_profile_name(self, options: ProfileOptions) -> str:
+        """The profile this run is judged as: the registry name, or ``custom`` when ``--stage``
+        or the class's own stages replaced the registry's."""
+        planned = planned_run(getattr(self.runner, "environment", None))
+        if self.uses_plan and planned is not None:
+            return planned.profile
+        if options.stage_specs or self.stages or self.profile not in registry.PROFILES:
+            return registry.CUSTOM_PROFILE
+        return str(self.profile)
 
     def _skipped_boundary_target(self, elapsed_s: float) -> int | None:
         """Target of the latest stage boundary passed since the previous tick, if that target
@@ -275,20 +304,20 @@ class StagedShape(LoadTestShape):
 
 
 def make_shape_class(profile: str | Sequence[Stage]) -> type[StagedShape]:
-    """A concrete StagedShape subclass for a profile name or stages, built at run time.
+    """A concrete StagedShape subclass for a registry profile name, or for stages of your own.
 
-    For runners that use Locust as a library (``Environment(shape_class=cls())``) and have no
-    file in ``shapes/`` to point ``-f`` at. Raises ProfileError for an unknown name.
+    For runners that use Locust as a library (``Environment(shape_class=cls())``) and for the
+    web UI's class picker (one class per registry profile). Raises UnknownNameError for an
+    unknown name.
     """
     if isinstance(profile, str):
-        if profile not in PROFILES:
-            raise ProfileError(f"unknown profile {profile!r} (choose from: {', '.join(PROFILES)})")
-        stages = PROFILES[profile]
-        class_name = f"{profile.capitalize()}Shape"
-        doc = PROFILE_PURPOSE[profile]
+        spec = registry.get_profile(profile)
+        namespace: dict[str, Any] = {"profile": spec.name, "__doc__": spec.purpose}
+        class_name = spec.shape_class_name
     else:
         stages = tuple(profile)
         class_name = "CustomStagesShape"
         doc = "Custom stages: " + ", ".join(f"{s.duration_s:g}s:{s.target_users}" for s in stages)
-    namespace = {"abstract": False, "stages": stages, "__doc__": doc, "__module__": __name__}
+        namespace = {"stages": stages, "__doc__": doc}
+    namespace.update({"abstract": False, "__module__": __name__})
     return type(class_name, (StagedShape,), namespace)

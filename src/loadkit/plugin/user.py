@@ -13,6 +13,8 @@ from locust import FastHttpUser
 from locust.env import Environment
 
 from loadkit.plugin import setup as locust_plugin
+from loadkit.plugin.locust_adapter import worker_index
+from loadkit.plugin.measurement import record_side_row
 from loadkit.workload.datagen import RUN_TOKEN, USER_INDEX_LIMIT, DataFactory, Namespace
 
 _user_numbers = itertools.count()
@@ -37,8 +39,23 @@ class PlatformUser(FastHttpUser):
         self.insecure = not settings.verify_tls
         self.default_headers = settings.auth_headers()
         super().__init__(environment)
-        worker_index = getattr(environment.runner, "worker_index", 0) or 0
         self.settings = settings
         self.data = DataFactory(
-            Namespace(RUN_TOKEN, worker_index, next(_user_numbers) % USER_INDEX_LIMIT)
+            Namespace(
+                RUN_TOKEN, worker_index(environment.runner), next(_user_numbers) % USER_INDEX_LIMIT
+            )
+        )
+
+    def record_timing(
+        self,
+        request_type: str,
+        name: str,
+        response_time_ms: float,
+        response_length: int = 0,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Record a timing of the kit's own (``JOB bulk import: upload to completed``): its own
+        row in every table, outside the request totals and rates."""
+        record_side_row(
+            self.environment, request_type, name, response_time_ms, response_length, exception
         )

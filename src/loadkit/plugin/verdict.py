@@ -1,58 +1,38 @@
-"""The end-of-run verdict, wired into Locust: where and when the baseline is judged.
+"""The verdict's inputs and outputs inside Locust: the baseline options, judging, the files.
 
-Thin glue around pure code (``recorder``, ``baselines``, ``verdict``, ``verdict_output``):
-
-* ``init`` (local runner or master): resolve the scenario, load and validate the baseline -- a
-  bad file exits 2 before any user starts; attach the recorder (every process, so workers ship
-  their samples).
-* headless ``quitting`` (local or master): judge, write ``verdict.json`` / ``junit.xml`` /
-  ``summary.txt`` and set the process exit code (the workers' final samples arrive within tens
-  of ms of ``test_stop``, before the master quits); the console summary is printed at ``quit``,
-  after Locust's own tables.
-* web UI ``test_stop``: judge each stopped test once the workers' next reports are in (they send
-  nothing extra on a stop); no exit code.
-* while running: an abort watch (``abort_on_fail`` criteria) checks every second, and on a
-  master a lost worker ends the run (``worker_watch``).
+``RunControl`` (``plugin.run_control``) decides *when* a run is judged; this module knows *how*:
+which baseline, which window, which gauges and counters, and where the verdict is written.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from dataclasses import dataclass, field
+import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-import gevent
-from locust.env import Environment
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
-
+from loadkit import registry
 from loadkit.core.baselines import Baseline, BaselineError, default_baseline_path, load_baseline
+from loadkit.core.lifecycle import Lifecycle, RunState
+from loadkit.core.plan import RunPlan
 from loadkit.core.profiles import main_steady_window
-from loadkit.core.verdict import AbortWatch, Verdict, evaluate
-from loadkit.measure.recorder import RunRecorder, attach, wait_for_final_reports
-from loadkit.plugin.arrival import arrival_counters
+from loadkit.core.verdict import Verdict, evaluate
+from loadkit.measure.collector import Collector
 from loadkit.plugin.invalid_input import exit_invalid
-from loadkit.plugin.queue import queue_gauges
-from loadkit.plugin.staged_shape import StagedShape, read_profile_options
-from loadkit.plugin.web import register_baseline_tab
-from loadkit.plugin.worker_watch import install_worker_watch
-from loadkit.registry import SCENARIOS
-from loadkit.results.locust_files import finalize_csv_at_exit, write_html_report
+from loadkit.plugin.locust_adapter import has_option
 from loadkit.results.verdict_files import render_console, write_junit_xml, write_verdict_json
 
-logger = logging.getLogger("loadkit.verdict")
-
-RUN_DIR_ENV = "LOADKIT_RUN_DIR"
-SCENARIO_ENV = "LOADKIT_SCENARIO"
-BASELINE_ENV = "LOADKIT_BASELINE"
-#: Seconds the master waits, after a web UI stop, for the workers' last samples (they report
-#: every 3 s and send nothing extra on stop).
-FINAL_REPORT_TIMEOUT_S = 10.0
-ABORT_CHECK_INTERVAL_S = 1.0
+RUN_DIR_ENV: Final = "LOADKIT_RUN_DIR"
+SCENARIO_ENV: Final = "LOADKIT_SCENARIO"
+BASELINE_ENV: Final = "LOADKIT_BASELINE"
+VERDICT_FILE: Final = "verdict.json"
+JUNIT_FILE: Final = "junit.xml"
+SUMMARY_FILE: Final = "summary.txt"
 
 
-def add_verdict_arguments(parser: Any) -> None:
+def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--baseline``, ``--no-baseline``, ``--scenario``, ``--results-dir`` on Locust's parser."""
+    if has_option(parser, "--baseline"):
+        return
     group = parser.add_argument_group("loadkit verdict")
     group.add_argument(
         "--baseline",
@@ -64,7 +44,7 @@ def add_verdict_arguments(parser: Any) -> None:
         "--no-baseline",
         action="store_true",
         default=False,
-        help="run without a verdict (like k6 --no-thresholds)",
+        help="run without criteria (like k6 --no-thresholds); the run's state is still reported",
     )
     group.add_argument(
         "--scenario",
@@ -76,215 +56,101 @@ def add_verdict_arguments(parser: Any) -> None:
         "--results-dir",
         env_var=RUN_DIR_ENV,
         default=None,
-        help="folder for verdict.json, junit.xml and summary.txt",
+        help="folder for the verdict and the time series (a web UI session: one sub-folder "
+        "per run)",
     )
 
 
-@dataclass
-class VerdictHook:
-    """Per-environment state of the verdict."""
-
-    environment: Environment
-    recorder: RunRecorder
-    scenario: str | None
-    baseline: Baseline | None
-    results_dir: Path | None
-    profile: str = "custom"
-    window: tuple[float, float] | None = None
-    window_description: str = ""
-    spawned_at_s: float | None = None
-    started_at_s: float | None = None
-    aborted: str | None = None
-    interrupted: bool = False
-    lost_workers: list[str] = field(default_factory=list)
-    verdict: Verdict | None = None
-    printed: bool = False
-    watchers: list[gevent.Greenlet] = field(default_factory=list)
-
-    # -- events ---------------------------------------------------------------------------------
-
-    def on_test_start(self, **_: Any) -> None:
-        self.started_at_s = time.monotonic()
-        self.spawned_at_s = None
-        self.aborted = None
-        self.interrupted = False
-        self.lost_workers = []
-        self.verdict = None
-        self.profile, stages = self._profile()
-        self.window = main_steady_window(stages) if stages else None
-        self.window_description = (
-            f"steady part of the {self.profile} profile" if self.window else ""
-        )
-        if self.baseline is not None:
-            watch = AbortWatch(self.baseline, self.profile)
-            if watch.active:
-                self.watchers.append(gevent.spawn(self._watch_aborts, watch))
-
-    def on_worker_lost(self, worker_id: str) -> None:
-        self.lost_workers.append(worker_id)
-        options = self.environment.parsed_options
-        if getattr(options, "on_worker_loss", "end") == "end" and self.aborted is None:
-            self.aborted = f"lost worker {worker_id} (--on-worker-loss end)"
-            gevent.spawn(self.environment.runner.quit)
-
-    def on_spawning_complete(self, **_: Any) -> None:
-        if self.spawned_at_s is None and self.started_at_s is not None:
-            self.spawned_at_s = time.monotonic() - self.started_at_s
-
-    def on_test_stop(self, **_: Any) -> None:
-        for watcher in self.watchers:
-            watcher.kill(block=False)
-        self.watchers.clear()
-        if self.environment.parsed_options and not self.environment.parsed_options.headless:
-            gevent.spawn(self.judge, False, FINAL_REPORT_TIMEOUT_S)
-
-    def on_quitting(self, **_: Any) -> None:
-        if self.environment.parsed_options and not self.environment.parsed_options.headless:
-            return
-        # Locust fires quitting twice on SIGTERM/Ctrl-C: first while the runner still runs (that
-        # is how an interruption shows), then after stopping it, with the workers' last samples.
-        if self.environment.runner.state in (STATE_RUNNING, STATE_SPAWNING):
-            self.interrupted = True
-        if self.interrupted:
-            write_html_report(self.environment)
-        # The master stops receiving worker reports once it quits: nothing to wait for here.
-        verdict = self.judge(self.interrupted, final_report_wait_s=0.0)
-        if verdict is not None:
-            self.environment.process_exit_code = verdict.exit_code
-
-    def on_quit(self, **_: Any) -> None:
-        if self.verdict is not None and not self.printed:
-            self.printed = True
-            print(render_console(self.verdict), flush=True)
-            if self.results_dir:
-                print(f"loadkit: verdict written to {self.results_dir / 'verdict.json'}")
-
-    # -- work -----------------------------------------------------------------------------------
-
-    def judge(self, interrupted: bool, final_report_wait_s: float) -> Verdict | None:
-        """Evaluate the baseline on what was recorded, write the outputs, keep the verdict."""
-        if self.baseline is None or self.started_at_s is None:
-            return None
-        if isinstance(self.environment.runner, MasterRunner) and not wait_for_final_reports(
-            self.recorder, final_report_wait_s
-        ):
-            missing = ", ".join(sorted(self.recorder.pending_sources()))
-            logger.warning("loadkit: no final report from worker(s) %s; judging without", missing)
-        verdict = self._evaluate(interrupted)
-        self.verdict = verdict
-        self.printed = False
-        if self.results_dir:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-            write_verdict_json(verdict, self.results_dir / "verdict.json")
-            write_junit_xml(verdict, self.results_dir / "junit.xml")
-            (self.results_dir / "summary.txt").write_text(render_console(verdict))
-        return verdict
-
-    def current_verdict(self) -> Verdict | None:
-        """The final verdict of the last test, or a live one while a test runs (web UI)."""
-        if self.verdict is not None or self.baseline is None or self.started_at_s is None:
-            return self.verdict
-        return self._evaluate(interrupted=False)
-
-    def _evaluate(self, interrupted: bool) -> Verdict:
-        assert self.baseline is not None
-        window, description = self._measured_window()
-        return evaluate(
-            self.recorder.snapshot(window),
-            self.baseline,
-            profile=self.profile,
-            window=window,
-            window_description=description,
-            gauges=queue_gauges(self.environment),
-            counters=arrival_counters(self.environment),
-            aborted=self.aborted,
-            interrupted=interrupted and self.aborted is None,
-            notes=tuple(f"lost worker {worker} during the run" for worker in self.lost_workers),
-        )
-
-    def _measured_window(self) -> tuple[tuple[float, float] | None, str]:
-        """The profile's plateau, else the time after spawning completed, else the whole run."""
-        elapsed_s = time.monotonic() - (self.started_at_s or time.monotonic())
-        if self.window is not None:
-            start_s, end_s = self.window
-            if elapsed_s > start_s:
-                return (start_s, min(end_s, elapsed_s)), self.window_description
-        if self.spawned_at_s is not None and elapsed_s - self.spawned_at_s >= 1:
-            return (self.spawned_at_s, elapsed_s), "after all users were started"
-        return None, "whole run"
-
-    def _profile(self) -> tuple[str, tuple[Any, ...]]:
-        shape = self.environment.shape_class
-        if not isinstance(shape, StagedShape):
-            return "custom", ()
-        stages = shape.effective_stages
-        if read_profile_options(self.environment.parsed_options).stage_specs:
-            return "custom", stages
-        name = type(shape).__name__.removesuffix("Shape").lower()
-        return (name if name in _PROFILE_NAMES else "custom"), stages
-
-    def _watch_aborts(self, watch: AbortWatch) -> None:
-        while True:
-            gevent.sleep(ABORT_CHECK_INTERVAL_S)
-            now_s = time.monotonic() - (self.started_at_s or 0.0)
-            reason = watch.observe(
-                now_s,
-                self.recorder.snapshot(),
-                gauges=queue_gauges(self.environment),
-                counters=arrival_counters(self.environment),
-            )
-            if reason is not None:
-                self.aborted = reason
-                logger.error("loadkit: aborting the run: %s", reason)
-                # From a fresh greenlet: stopping kills this watcher, which must not abort quit().
-                gevent.spawn(self.environment.runner.quit)
-                return
-
-
-_PROFILE_NAMES = frozenset({"smoke", "average", "stress", "spike", "soak"})
-
-
-def install(environment: Environment) -> VerdictHook | None:
-    """Set up the recorder everywhere and the verdict where the aggregated numbers live."""
-    recorder = attach(environment)
-    if isinstance(environment.runner, WorkerRunner):
-        return None
-    finalize_csv_at_exit(environment)
-    options = environment.parsed_options
-    scenario = _scenario(environment)
-    baseline: Baseline | None = None
-    if options is not None and not options.no_baseline:
-        if scenario is None:
-            exit_invalid(
-                "cannot tell which scenario this is: pass --scenario NAME "
-                f"(one of {', '.join(SCENARIOS)}) or --no-baseline"
-            )
-        path = options.baseline or default_baseline_path(scenario)
-        try:
-            baseline = load_baseline(path, scenario)
-        except BaselineError as exc:
-            exit_invalid(f"invalid baseline: {exc}")
-    results_dir = Path(options.results_dir) if options and options.results_dir else None
-    hook = VerdictHook(environment, recorder, scenario, baseline, results_dir)
-    events = environment.events
-    events.test_start.add_listener(hook.on_test_start)
-    events.spawning_complete.add_listener(hook.on_spawning_complete)
-    events.test_stop.add_listener(hook.on_test_stop)
-    events.quitting.add_listener(hook.on_quitting)
-    events.quit.add_listener(hook.on_quit)
-    install_worker_watch(environment, hook.on_worker_lost)
-    register_baseline_tab(environment, hook.current_verdict)
-    environment.loadkit_verdict = hook  # type: ignore[attr-defined]
-    return hook
-
-
-def _scenario(environment: Environment) -> str | None:
-    options = environment.parsed_options
-    if options is not None and options.scenario:
+def scenario_of(options: Any) -> str | None:
+    """``--scenario``, else the scenario whose locustfile is loaded."""
+    if options is not None and getattr(options, "scenario", None):
         return str(options.scenario)
-    locustfiles = str(getattr(options, "locustfile", "") or "")
-    for part in locustfiles.split(","):
-        stem = Path(part.strip()).stem
-        if stem in SCENARIOS:
-            return stem
+    for part in str(getattr(options, "locustfile", "") or "").split(","):
+        name = registry.scenario_of_locustfile(part.strip())
+        if name is not None:
+            return name
     return None
+
+
+def baseline_from_options(options: Any, scenario: str | None) -> Baseline | None:
+    """The session's baseline (plain ``locust -f`` and the web UI); a bad one exits 2."""
+    if options is None or getattr(options, "no_baseline", False):
+        return None
+    if scenario is None:
+        exit_invalid(
+            "cannot tell which scenario this is: pass --scenario NAME "
+            f"(one of {', '.join(registry.SCENARIOS)}) or --no-baseline"
+        )
+    path = getattr(options, "baseline", None) or default_baseline_path(scenario)
+    try:
+        return load_baseline(path, scenario)
+    except BaselineError as exc:
+        exit_invalid(f"invalid baseline: {exc}")
+
+
+def measured_window(
+    plan: RunPlan, collector: Collector, stopped_at_s: float, measure_from_s: float = 0.0
+) -> tuple[tuple[float, float] | None, str]:
+    """The span rates are measured over: the profile's main plateau, else the load period
+    from the first request; cut at the moment the load stopped (never into the shutdown) and
+    at a Reset. ``(None, why)`` when nothing was sent."""
+    plateau = main_steady_window(plan.stages) if plan.stages else None
+    if plateau is not None and plateau[0] < stopped_at_s:
+        start_s = max(plateau[0], measure_from_s)
+        end_s = min(plateau[1], stopped_at_s)
+        what = f"steady part of the {plan.profile} profile"
+    else:
+        first_s = collector.first_request_s
+        if first_s is None:
+            return None, "no request was sent"
+        start_s, end_s = max(first_s, measure_from_s), stopped_at_s
+        what = "load period, from the first request to the end of the load"
+    if measure_from_s > 0 and start_s == measure_from_s:
+        what += ", since the statistics were reset"
+    return (start_s, max(start_s, end_s)), what
+
+
+def judge(
+    plan: RunPlan,
+    collector: Collector,
+    lifecycle: Lifecycle,
+    now_s: float,
+    *,
+    gauges: dict[str, Any],
+    counters: dict[str, float],
+    notes: tuple[str, ...] = (),
+    measure_from_s: float = 0.0,
+) -> Verdict:
+    """The verdict of ``plan``'s run as measured so far (live while ``lifecycle`` runs)."""
+    live = not lifecycle.ended
+    stopped_at_s = now_s if live else (lifecycle.stopped_at_s or now_s)
+    window, description = measured_window(plan, collector, stopped_at_s, measure_from_s)
+    baseline = plan.baseline or _no_criteria(plan)
+    return evaluate(
+        collector.snapshot(window),
+        baseline,
+        profile=plan.profile,
+        window=window,
+        window_description=description,
+        gauges=gauges,
+        counters=counters,
+        state=RunState.RUNNING if live else lifecycle.state,
+        state_reason="" if live else lifecycle.reason,
+        notes=notes,
+        live=live,
+    )
+
+
+def _no_criteria(plan: RunPlan) -> Baseline:
+    """An empty baseline for ``--no-baseline`` runs: the run's state is still judged."""
+    return Baseline.model_construct(
+        scenario=plan.scenario or "custom", description="", criteria=(), reference=()
+    )
+
+
+def write_verdict(verdict: Verdict, run_dir: Path) -> None:
+    """``verdict.json``, ``junit.xml`` and ``summary.txt`` in the run's folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_verdict_json(verdict, run_dir / VERDICT_FILE)
+    write_junit_xml(verdict, run_dir / JUNIT_FILE)
+    (run_dir / SUMMARY_FILE).write_text(render_console(verdict), encoding="utf-8")

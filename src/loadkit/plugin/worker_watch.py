@@ -85,5 +85,6 @@ def install_worker_watch(
         return None
     watch = WorkerWatch(environment, on_lost)
     environment.events.test_start.add_listener(watch.start)
-    environment.events.test_stop.add_listener(watch.stop)
+    # Workers leave during a stop by design: the watch ends when the stop begins.
+    environment.events.test_stopping.add_listener(watch.stop)
     return watch

@@ -2,7 +2,7 @@
 
 The kit streams per-second aggregates, not one point per request as k6 does: a point per
 request would cost a write per request on the hot path and millions of points per run. So each
-second of the run (``loadkit.measure.per_second``) becomes:
+second of the run (``loadkit.measure.collector``) becomes:
 
 ==========================  ==============================  ======================================
 measurement                 tags                            fields
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loadkit.endpoints import JOB_REQUEST_TYPE, NON_HTTP_REQUEST_TYPES
-from loadkit.measure.per_second import AGGREGATED_NAME
+from loadkit.measure.collector import AGGREGATED_NAME
 
 _PERCENTILE_FIELDS = (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("max", "max_ms"))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from loadkit.measure.per_second import AGGREGATED_NAME
+from loadkit.measure.collector import AGGREGATED_NAME
 from loadkit.results.timeseries import read_records
 
 #: Endpoints whose own P95 line is drawn at most (the busiest ones): more would be unreadable.

@@ -1,7 +1,7 @@
 """``timeseries.jsonl``: the run second by second, one JSON object a line, for machines.
 
 Written while the run goes on (a crashed or interrupted soak keeps what it measured), a few
-seconds behind it (``loadkit.measure.per_second`` explains when a second is final). Two kinds of
+seconds behind it (``loadkit.measure.collector`` explains when a second is final). Two kinds of
 line, both with ``t`` (epoch second the line covers, ``[t, t+1)``) and ``elapsed_s`` (``t`` minus
 the second the test started in):
 

@@ -51,6 +51,7 @@ def render_console(verdict: Verdict) -> str:
     source = f" ({verdict.baseline_path})" if verdict.baseline_path else ""
     lines = [
         f"loadkit verdict: scenario {verdict.scenario}, profile {verdict.profile}{source}",
+        f"run: {_state_text(verdict)}",
         f"rates measured over: {verdict.window.description}",
     ]
     subjects: dict[str, list[CriterionResult]] = {}
@@ -71,9 +72,10 @@ def render_console(verdict: Verdict) -> str:
             lines.append(f"{line} {'; '.join(notes)}".rstrip())
     t = verdict.totals
     lines.append("")
+    rate = "no rate (window under 1 s)" if t.rps is None else f"{format_number(t.rps)}/s"
     lines.append(
         f"  totals: {t.requests} requests, {t.failures} failed "
-        f"({format_number(t.error_rate * 100)}%), {format_number(t.rps)}/s"
+        f"({format_number(t.error_rate * 100)}%), {rate}"
     )
     if verdict.references:
         lines.append("")
@@ -85,6 +87,12 @@ def render_console(verdict: Verdict) -> str:
     lines.append("")
     lines.append(verdict.summary)
     return "\n".join(lines) + "\n"
+
+
+def _state_text(verdict: Verdict) -> str:
+    """``complete`` or ``stopped early — web UI stop at 22.8 s of 45 s``."""
+    state = "running (live)" if verdict.live else verdict.state.value
+    return f"{state} — {verdict.state_reason}" if verdict.state_reason else state
 
 
 def _finite(x: float | None) -> float | None:
@@ -135,6 +143,10 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
             "p95_ms": _finite(t.p95_ms),
         },
         "references": [ref.model_dump(mode="json") for ref in verdict.references],
+        "state": "running" if verdict.live else verdict.state.value,
+        "state_reason": verdict.state_reason,
+        "live": verdict.live,
+        "criteria_held": verdict.criteria_held,
         "aborted": verdict.aborted,
         "interrupted": verdict.interrupted,
         "notes": list(verdict.notes),
@@ -154,7 +166,7 @@ def write_verdict_json(verdict: Verdict, path: str | os.PathLike[str]) -> Path:
 
 
 def junit_tree(verdict: Verdict) -> ET.ElementTree[ET.Element]:
-    """One testsuite, one testcase per criterion, plus a "run" testcase if aborted/interrupted."""
+    """One testsuite: one testcase per criterion, and "run completed", failed unless it did."""
     suite_name = f"loadkit.{verdict.scenario}.{verdict.profile}"
     suite = ET.Element("testsuite", name=suite_name)
     props = ET.SubElement(suite, "properties")
@@ -181,14 +193,11 @@ def junit_tree(verdict: Verdict) -> ET.ElementTree[ET.Element]:
             failures += 1
             failure = ET.SubElement(case, "failure", message=r.reason, type=r.status)
             failure.text = f"{r.criterion.describe()}: {r.reason}"
-    if verdict.aborted or verdict.interrupted:
-        case = ET.SubElement(suite, "testcase", classname=suite_name, name="run completed")
-        tests += 1
+    case = ET.SubElement(suite, "testcase", classname=suite_name, name="run completed")
+    tests += 1
+    if not verdict.complete:
         failures += 1
-        why = f"aborted: {verdict.aborted}" if verdict.aborted else "interrupted"
-        ET.SubElement(
-            case, "failure", message=why, type="aborted" if verdict.aborted else "interrupted"
-        )
+        ET.SubElement(case, "failure", message=_state_text(verdict), type=verdict.state.value)
     counts = {
         "tests": str(tests),
         "failures": str(failures),

@@ -14,6 +14,47 @@ from typing import Any, Protocol
 _BODY_EXCERPT_CHARS = 120
 
 
+class NoResponseError(Exception):
+    """The target did not answer at all: a timeout, a refused or reset connection.
+
+    Kept apart from HTTP errors so reports say what happened ("timed out", "connection
+    refused") and so the run can end when the target stops answering altogether
+    (``LOADKIT_ABORT_WHEN_UNREACHABLE_S``): an HTTP 500 is an answer, this is not.
+    """
+
+    no_response = True
+
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
+
+
+def no_response(error: BaseException | None, expected: str) -> NoResponseError:
+    """A one-line failure for a request that got no answer, naming the kind of failure."""
+    timed_out = _is_timeout(error)
+    if timed_out:
+        what = "timed out (no response)"
+    elif isinstance(error, ConnectionRefusedError):
+        what = "no response (connection refused)"
+    elif isinstance(error, ConnectionResetError):
+        what = "no response (connection reset)"
+    elif error is not None:
+        what = f"no response ({type(error).__name__}: {str(error)[:80]})"
+    else:
+        what = "no response (connection failed)"
+    return NoResponseError(f"{what}, expected HTTP {expected}", timed_out=timed_out)
+
+
+def _is_timeout(error: BaseException | None) -> bool:
+    if error is None:
+        return False
+    if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
+        return True
+    import gevent
+
+    return isinstance(error, gevent.Timeout) or "timed out" in str(error).lower()
+
+
 class CheckedResponse(Protocol):
     """What Locust's ``ResponseContextManager`` (both HTTP clients) offers to a check."""
 
@@ -64,10 +105,10 @@ def expect_json(
     return body
 
 
-def _status_reason(response: CheckedResponse, allowed: tuple[int, ...]) -> str:
+def _status_reason(response: CheckedResponse, allowed: tuple[int, ...]) -> str | NoResponseError:
     expected = "/".join(str(code) for code in allowed)
     if response.status_code == 0:
-        return f"no response (connection failed), expected HTTP {expected}"
+        return no_response(getattr(response, "error", None), expected)
     return f"HTTP {response.status_code} (expected {expected}): {_excerpt(response)}"
 
 

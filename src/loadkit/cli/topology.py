@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Literal
 
+from loadkit.process_lifetime import die_with_parent, owner_env
+
 Role = Literal["standalone", "master", "worker"]
 LOCAL_MASTER_HOST = "127.0.0.1"
 DEFAULT_MASTER_PORT = 5557
@@ -83,9 +85,11 @@ def run_processes(
 
     SIGTERM/SIGINT to us go to ``main``, which stops its workers the Locust way and still writes
     its results. Workers that outlive the master by ``WORKER_EXIT_GRACE_S`` are terminated.
-    Returns the exit code of ``main``.
+    Returns the exit code of ``main``. Every process started here ends when we do, even by
+    SIGKILL (``loadkit.process_lifetime``).
     """
-    main_process = subprocess.Popen(list(main), env=env)
+    env = {**env, **owner_env()}
+    main_process = subprocess.Popen(list(main), env=env, preexec_fn=die_with_parent())
     logs: list[IO[bytes]] = []
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -96,7 +100,13 @@ def run_processes(
                 logs.append(handle)
                 out = handle
             workers.append(
-                subprocess.Popen(list(command), env=env, stdout=out, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    list(command),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent(),
+                )
             )
         code = _wait_forwarding_signals(main_process)
     finally:

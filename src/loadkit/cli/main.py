@@ -1,7 +1,8 @@
 """The ``loadkit`` command: a thin layer that parses, validates and delegates.
 
 Exit codes: 0 the run passed, 1 it failed (a baseline, a check, an abort), 2 nothing was sent:
-the input was bad or the preflight checks failed (``loadkit preflight`` itself exits 1).
+the input was bad or the preflight checks failed, 3 nothing was sent: the master's workers did
+not connect (``loadkit.cli.topology``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadkit import __version__
+from loadkit.cli.inputs import (
+    InputError,
+    OneLineArgumentParser,
+    add_safety_options,
+    check_run_inputs,
+    check_target_host,
+    check_ui_inputs,
+    share_safety_settings,
+)
 from loadkit.cli.preflight import run_preflight
 from loadkit.cli.run_all import StepOutcome, render_steps
 from loadkit.cli.runner import (
@@ -99,11 +109,12 @@ def _shared_run_options() -> argparse.ArgumentParser:
     shared.add_argument(
         "--results", type=Path, help="parent folder of the run's results (default: results/)"
     )
+    add_safety_options(shared)
     return shared
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="loadkit", description="Load tests for the AI calling platform's HTTP API."
     )
     parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
@@ -161,13 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--web-port", type=int, default=8089, help="web UI port (default 8089)")
     ui.add_argument("--api-url", help="platform base URL (overrides API_URL)")
     ui.add_argument("--results", type=Path, help="parent folder of the verdicts")
+    add_safety_options(ui, remote_ui=True)
 
     preflight = commands.add_parser(
         "preflight",
         help="check the prerequisites: API reachable and healthy, key accepted, Redis, queue",
-        description="One line per check; exit code 1 if any fails. Nothing is load-tested.",
+        description="One line per check; exit code 2 if any fails. Nothing is load-tested.",
     )
     preflight.add_argument("--api-url", help="platform base URL (overrides API_URL)")
+    add_safety_options(preflight, limits=False)
 
     commands.add_parser("scenarios", help="list the scenarios")
     return parser
@@ -191,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{scenario.name:<12} {scenario.users:>4} users  {scenario.purpose}")
         return 0
     try:
+        share_safety_settings(args)
         if args.command == "ui":
             return _ui(args, locust_extra)
         if args.command == "run-all":
@@ -201,9 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError("API_URL is not set (preflight checks a platform you name)")
             if settings.api_key is None:
                 raise MissingKeyError(f"API_KEY is not set (needed to call {settings.api_url})")
-            return 0 if run_preflight(settings, out=sys.stdout) else 1
+            check_target_host(settings)
+            return 0 if run_preflight(settings, out=sys.stdout) else EXIT_INVALID
         return _run(args, locust_extra)
     except (
+        InputError,
         UsageError,
         SettingsError,
         UnknownScenarioError,
@@ -219,9 +235,10 @@ def _ui(args: argparse.Namespace, locust_extra: list[str]) -> int:
     scenario = get_scenario(args.scenario)
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     load_baseline(default_baseline_path(scenario.name), scenario.name)
+    web = check_ui_inputs(args, locust_extra, settings)
     with target(settings, say) as (url, key):
         run_dir = new_results_dir(settings.results_dir, scenario.name, "ui")
-        say(f"web UI: http://127.0.0.1:{args.web_port} (verdicts in {run_dir})")
+        say(f"web UI: {web.web_url} (verdicts in {run_dir})")
         command = ui_command(scenario, url, run_dir, args.web_port, locust_extra)
         return run_processes(command, [], child_env(url, key, run_dir, scenario.name))
 
@@ -282,6 +299,7 @@ def _prepare(args: argparse.Namespace, locust_extra: list[str]) -> PreparedRun:
 def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     args.results_root = settings.results_dir
+    args.run_time = check_run_inputs(args, locust_extra, settings, say).run_time
     prepared = _prepare(args, locust_extra)
     if prepared.plan.topology.role == "worker":
         return run_worker(prepared.plan, say)
@@ -303,6 +321,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             step_args = argparse.Namespace(**vars(args))
             step_args.scenario, step_args.profile = scenario, profile
             step_args.results_root = settings.results_dir
+            check_run_inputs(step_args, locust_extra, settings, say)
             steps.append((f"{scenario} {profile}", _prepare(step_args, locust_extra)))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):

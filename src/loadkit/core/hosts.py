@@ -70,14 +70,14 @@ class AllowList:
             return False
         return name in self.names or any(name.endswith(suffix) for suffix in self.suffixes)
 
-    def check_url(self, url: str, *, what: str = "the target") -> str:
+    def check_url(self, url: str, *, what: str = "host") -> str:
         """``url``'s host if it is allowed; else :class:`HostNotAllowedError` in one line."""
         host = host_of_url(url)
         if host is None:
             raise HostNotAllowedError(f"{what} {display_host(url)!r} has no host name")
         if not self.allows(host):
             raise HostNotAllowedError(
-                f"{what} host {host!r} is not on the allow-list "
+                f"{what} {host!r} is not on the allow-list "
                 f"({', '.join(self.describe())}): add it with --allow-host {host} "
                 f"or {ALLOWED_HOSTS_ENV}={host}"
             )

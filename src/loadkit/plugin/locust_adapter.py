@@ -11,7 +11,7 @@ right too. (Locust 2.47's ``log_request`` / ``log_error``; the kit pins ``locust
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from locust.stats import RequestStats, StatsError
 
@@ -46,3 +46,33 @@ def keep_out_of_total(
 
     stats.log_request = log_request_outside_total  # type: ignore[method-assign]
     stats.log_error = log_error_outside_total  # type: ignore[method-assign]
+
+
+def mask_errors_at_source(stats: RequestStats, runner: object, mask: Callable[[str], str]) -> None:
+    """Pass every failure message and exception text through ``mask`` before Locust keeps it.
+
+    What Locust keeps is what it writes everywhere: ``stats_failures.csv``,
+    ``stats_exceptions.csv``, report.html, the web UI's tables and the worker->master reports.
+    Masking where errors enter (``RequestStats.log_error``, ``Runner.log_exception``, both
+    Locust 2.47) covers them all at once. An error object whose text needs no masking is passed
+    on unchanged, so Locust's own display of it stays as it was.
+    """
+    log_error = stats.log_error
+
+    def log_masked_error(method: str, name: str, error: Exception | str | None) -> None:
+        if error is not None:
+            text = StatsError.parse_error(error)
+            masked = mask(text)
+            if masked != text:
+                error = masked
+        log_error(method, name, error)
+
+    stats.log_error = log_masked_error  # type: ignore[method-assign]
+    log_exception = getattr(runner, "log_exception", None)
+    if log_exception is None:
+        return
+
+    def log_masked_exception(node_id: str, msg: str, formatted_tb: str) -> None:
+        log_exception(node_id, mask(str(msg)), mask(str(formatted_tb)))
+
+    runner.log_exception = log_masked_exception  # type: ignore[attr-defined]

@@ -17,16 +17,19 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadkit.core.redact import install_secret_filter
 from loadkit.observe.queue_sources import QueueSourceError
 from loadkit.plugin import arrival
 from loadkit.plugin import verdict as verdict_hook
+from loadkit.plugin.host_guard import install_host_guard, refuse_if_off_list
 from loadkit.plugin.invalid_input import exit_invalid
 from loadkit.plugin.locust_adapter import keep_out_of_total
 from loadkit.plugin.outputs import add_output_arguments, install_outputs
 from loadkit.plugin.queue import install_queue_sampler
+from loadkit.plugin.redaction import add_secrets, install_redaction
 from loadkit.plugin.staged_shape import add_profile_arguments
 from loadkit.plugin.verdict import add_verdict_arguments
+from loadkit.plugin.watchdog import install_watchdog
+from loadkit.plugin.web_guard import install_web_guard
 from loadkit.plugin.worker_watch import add_worker_arguments
 from loadkit.settings import Settings, SettingsError, load_settings
 
@@ -77,8 +80,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         return
     ctx = KitContext(settings=settings)
     environment.loadkit = ctx  # type: ignore[attr-defined]
-    if settings.api_key_value:
-        install_secret_filter([settings.api_key_value])
+    install_watchdog(environment)
+    install_redaction(environment, settings)
+    install_host_guard(environment, settings)
+    install_web_guard(environment)
     keep_out_of_total(environment.stats)
     verdict_hook.install(environment)
     arrival.install(environment)
@@ -103,6 +108,7 @@ def _aim(environment: Environment, ctx: KitContext) -> None:
     if not environment.host and settings.api_url:
         environment.host = settings.api_url
     if environment.host:
+        refuse_if_off_list(environment)
         if not settings.api_key_value:
             exit_invalid(f"API_KEY is not set (needed to call {environment.host})")
         return
@@ -111,7 +117,7 @@ def _aim(environment: Environment, ctx: KitContext) -> None:
     key = settings.api_key_value or _random_key()
     platform = ctx.cleanup.enter_context(start_platform(api_key=key))
     ctx.settings = settings.model_copy(update={"api_key": settings.api_key or _secret(key)})
-    install_secret_filter([key])
+    add_secrets(environment, [key])
     environment.host = platform.url
     ctx.extras["platform"] = platform
     logger.info("loadkit: no API_URL given; embedded reference platform at %s", platform.url)

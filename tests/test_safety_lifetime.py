@@ -3,6 +3,7 @@ load within 2 s, as counted by the platform receiving it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, kit_env
+from conftest import REPO_ROOT, kit_env, run_kit
 
+from loadkit.core.exit_codes import EXIT_NO_WORKERS
 from loadkit.platform.launcher import RunningPlatform
 from loadkit.process_lifetime import OWNER_PID_ENV
 
@@ -62,10 +64,8 @@ def assert_load_stopped_after_kill(platform: RunningPlatform, owner: subprocess.
         assert not any(alive(pid) for pid in descendants), "a child outlived its owner"
     finally:
         for pid in descendants:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["standalone", "local-worker"])
@@ -118,3 +118,20 @@ def test_watchdog_stops_locust_whose_owner_died_without_a_parent_death_signal(
     finally:
         owner.kill()
     assert "its parent process" in (tmp_path / "locust.log").read_text()
+
+
+def test_a_master_whose_workers_never_connect_ends_with_exit_3_and_one_console_line(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    result = run_kit(
+        ["health", "--master", "--expect-workers", "2", "-t", "30s", "--skip-preflight",
+         "--", "--expect-workers-max-wait", "2"],
+        kit_env(fresh_platform.url), tmp_path, timeout_s=60,
+    )  # fmt: skip
+    assert result.exit_code == EXIT_NO_WORKERS, result.output[-2000:]
+    assert result.output.count("loadkit: the master gave up: its workers did not all") == 1
+    assert fresh_platform.counters()["total"] == 0
+    assert result.run_dir is not None
+    log = (result.run_dir / "locust.log").read_text()
+    assert "0 of 2 workers connected within 2 s; nothing was sent" in log
+    assert "Gave up waiting for workers" not in log  # Locust's own exit 1 did not race ours

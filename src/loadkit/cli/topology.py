@@ -12,12 +12,14 @@ import contextlib
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Literal
 
+from loadkit.core.exit_codes import EXIT_NO_WORKERS
 from loadkit.process_lifetime import die_with_parent, owner_env
 
 Role = Literal["standalone", "master", "worker"]
@@ -27,6 +29,12 @@ DEFAULT_MASTER_PORT = 5557
 WORKER_EXIT_GRACE_S = 10.0
 #: How long a master waits for its expected workers before giving up.
 EXPECT_WORKERS_MAX_WAIT_S = 30
+NO_WORKERS_MESSAGE = (
+    "loadkit: the master gave up: its workers did not all connect in time (-- "
+    f"--expect-workers-max-wait, {EXPECT_WORKERS_MAX_WAIT_S} s unless given), so nothing was "
+    f"sent (exit code {EXIT_NO_WORKERS}); check that they run and their --master-host and "
+    "--master-port (locust.log says how many came)"
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,8 @@ def run_processes(
                 )
             )
         code = _wait_forwarding_signals(main_process)
+        if code == EXIT_NO_WORKERS:
+            print(NO_WORKERS_MESSAGE, file=sys.stderr, flush=True)
     finally:
         for worker in workers:
             _stop(worker)

@@ -30,6 +30,7 @@ from loadkit.plugin.staged_shape import add_profile_arguments
 from loadkit.plugin.verdict import add_verdict_arguments
 from loadkit.plugin.watchdog import install_watchdog
 from loadkit.plugin.web_guard import install_web_guard
+from loadkit.plugin.worker_wait import install_worker_wait
 from loadkit.plugin.worker_watch import add_worker_arguments
 from loadkit.settings import Settings, SettingsError, load_settings
 
@@ -93,6 +94,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             exit_invalid("API_KEY is not set on this worker (workers need the same key)")
         return
     _aim(environment, ctx)
+    install_worker_wait(environment)
     results_dir = getattr(environment.parsed_options, "results_dir", None)
     try:
         install_queue_sampler(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ __all__ = [
     "OutputSpec",
     "add_output_arguments",
     "install_outputs",
+    "output_problems",
     "parse_output_spec",
 ]
 
@@ -132,6 +134,7 @@ def install_outputs(environment: Environment) -> None:
         collector = Collector(environment)
     else:
         sinks, at_end = _outputs(options)
+        environment.loadkit_output_sinks = sinks  # type: ignore[attr-defined]
         if not sinks:
             return
         collector = Collector(environment, sinks, at_end)
@@ -162,7 +165,36 @@ def _outputs(options: Any) -> tuple[list[Sink], list[Callable[[], None]]]:
             exit_invalid(f"invalid --out: {exc}")
         if spec.kind == "influxdb":
             writer = InfluxWriter(parse_influx_url(spec.target))
+            writer.on_problem = _on_console_once()
             writer.start()
             logger.info("loadkit: streaming metrics to InfluxDB at %s", writer.target.display)
             sinks.append(writer)
     return sinks, at_end
+
+
+def output_problems(environment: Environment) -> list[str]:
+    """What went wrong with this run's outputs, one line each (for the verdict's notes).
+
+    Empty when every output worked, or on a worker (the outputs live on the master). The lines
+    name the output by its address without credentials.
+    """
+    problems: list[str] = []
+    for sink in getattr(environment, "loadkit_output_sinks", None) or []:
+        for problem in getattr(sink, "problems", ()):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _on_console_once() -> Callable[[str], None]:
+    """Print an output's first problem on stderr: Locust logs to locust.log only, and a sink
+    that fails silently loses the run's metrics without anyone noticing."""
+    told = False
+
+    def tell(problem: str) -> None:
+        nonlocal told
+        if not told:
+            told = True
+            print(f"loadkit: output problem: {problem}", file=sys.stderr, flush=True)
+
+    return tell

@@ -21,7 +21,7 @@ import ipaddress
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -150,13 +150,14 @@ class RunInputs:
 
     run_time: str | None
     locust: LocustOptions
+    notice: str | None = None
+    """To say once every check has passed (the default run time)."""
 
 
 def check_run_inputs(
     args: argparse.Namespace,
     extra: Sequence[str],
     settings: Settings,
-    announce: Callable[[str], None] = lambda _: None,
 ) -> RunInputs:
     """Every check of ``loadkit run`` / one ``run-all`` step; :class:`InputError` on the first."""
     worker = bool(getattr(args, "worker", False))
@@ -175,11 +176,10 @@ def check_run_inputs(
         return RunInputs(args.run_time, locust)
     check_results_dir(settings.results_dir)
     check_target_host(settings)
-    run_time = args.run_time
-    if not (ends or locust_ends or _env_ends_run()):
-        run_time = DEFAULT_RUN_TIME
-        announce(f"nothing ends this run (-t, --profile, --stage): it runs for {run_time}")
-    return RunInputs(run_time, locust)
+    if ends or locust_ends or _env_ends_run():
+        return RunInputs(args.run_time, locust)
+    notice = f"nothing ends this run (-t, --profile, --stage): it runs for {DEFAULT_RUN_TIME}"
+    return RunInputs(DEFAULT_RUN_TIME, locust, notice)
 
 
 @dataclass(frozen=True)

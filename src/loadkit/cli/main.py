@@ -299,8 +299,11 @@ def _prepare(args: argparse.Namespace, locust_extra: list[str]) -> PreparedRun:
 def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     args.results_root = settings.results_dir
-    args.run_time = check_run_inputs(args, locust_extra, settings, say).run_time
+    checked = check_run_inputs(args, locust_extra, settings)
+    args.run_time = checked.run_time
     prepared = _prepare(args, locust_extra)
+    if checked.notice:
+        say(checked.notice)
     if prepared.plan.topology.role == "worker":
         return run_worker(prepared.plan, say)
     with target(settings, say) as (url, key):
@@ -321,7 +324,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             step_args = argparse.Namespace(**vars(args))
             step_args.scenario, step_args.profile = scenario, profile
             step_args.results_root = settings.results_dir
-            check_run_inputs(step_args, locust_extra, settings, say)
+            check_run_inputs(step_args, locust_extra, settings)
             steps.append((f"{scenario} {profile}", _prepare(step_args, locust_extra)))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):

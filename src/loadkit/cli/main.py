@@ -302,11 +302,11 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     checked = check_run_inputs(args, locust_extra, settings)
     args.run_time = checked.run_time
     prepared = _prepare(args, locust_extra)
-    if checked.notice:
-        say(checked.notice)
     if prepared.plan.topology.role == "worker":
         return run_worker(prepared.plan, say)
     with target(settings, say) as (url, key):
+        if checked.notice:
+            say(checked.notice)
         if not args.skip_preflight and not check_target(settings, url, key, say):
             return EXIT_INVALID
         code, _ = execute(prepared, url, key, say)

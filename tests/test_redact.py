@@ -50,3 +50,24 @@ def test_log_filter_masks_messages_and_tracebacks() -> None:
     record_filter.filter(record)
     assert record.getMessage() == "sent ***"
     assert record.exc_text and KEY not in record.exc_text and "bad header ***" in record.exc_text
+
+
+def test_errors_are_masked_where_locust_keeps_them_http_and_job_rows_alike() -> None:
+    from locust.env import Environment
+
+    from loadkit.plugin.locust_adapter import keep_out_of_total, mask_errors_at_source
+
+    environment = Environment()
+    runner = environment.create_local_runner()
+    keep_out_of_total(environment.stats)
+    mask_errors_at_source(environment.stats, runner, Redactor([KEY]).mask)
+    environment.stats.log_error("GET", "/x", f"HTTP 401 for key {KEY}")
+    environment.stats.log_error("JOB", "import", ValueError(f"job saw {KEY}"))
+    environment.stats.log_error("GET", "/y", ConnectionError("refused"))
+    runner.log_exception("local", f"boom {KEY}", f"Traceback ... {KEY}")
+    kept = [e.to_name() for e in environment.stats.errors.values()]
+    assert kept == ["GET /x: HTTP 401 for key ***", "JOB import: ValueError('job saw ***')",
+                    "GET /y: ConnectionError('refused')"]  # fmt: skip
+    (row,) = runner.exceptions.values()
+    assert (row["msg"], row["traceback"]) == ("boom ***", "Traceback ... ***")
+    runner.quit()

@@ -236,3 +236,22 @@ def test_run_time_grammar_is_locusts(text: str) -> None:
     except ValueError:
         ours = None
     assert ours == (locust_seconds or None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "remote_ok", "url"),
+    [([], False, "http://127.0.0.1:8089"),
+     (["--web-host", "127.0.0.2", "--web-port", "9999"], False, "http://127.0.0.2:9999"),
+     (["--web-host", "0.0.0.0"], True,
+      "http://<any address of this machine>:8089 (every interface)")],
+)  # fmt: skip
+def test_the_web_ui_is_announced_where_it_really_binds(
+    clean_env: Path, extra: list[str], remote_ok: bool, url: str
+) -> None:
+    from argparse import Namespace
+
+    from loadkit.cli.inputs import check_ui_inputs
+    from loadkit.settings import load_settings
+
+    args = Namespace(web_port=8089, allow_remote_ui=remote_ok)
+    assert check_ui_inputs(args, extra, load_settings(api_key=TEST_API_KEY)).web_url == url

@@ -82,10 +82,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
     ctx = KitContext(settings=settings)
     environment.loadkit = ctx  # type: ignore[attr-defined]
     install_watchdog(environment)
-    install_redaction(environment, settings)
+    keep_out_of_total(environment.stats)
+    install_redaction(environment, settings)  # after: its error masking must wrap every path
     install_host_guard(environment, settings)
     install_web_guard(environment)
-    keep_out_of_total(environment.stats)
     verdict_hook.install(environment)
     arrival.install(environment)
     install_outputs(environment)

@@ -29,7 +29,8 @@ class Case:
     command: str
     """The command line after ``loadkit`` (shell-quoted)."""
     culprit: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
+    """Variables to set (None: to unset) on top of API_URL and API_KEY."""
     setup: Callable[[Path], list[str]] | None = None
     """Makes files in the working folder; returns arguments to add (before any ``--``)."""
 
@@ -131,6 +132,11 @@ CASES: dict[str, Case] = {
     "key not ASCII": Case(
         "run health", "API_KEY: contains a non-printable", {"API_KEY": "ключ" * 5}
     ),
+    "no key, URL password": Case(
+        "run health",
+        "API_KEY is not set (needed to call http://u:***@127.0.0.1:9)",
+        {"API_URL": "http://u:pw-canary-9@127.0.0.1:9", "API_KEY": None},
+    ),
     "API_URL not http": Case(
         "run health", "API_URL='ftp://127.0.0.1:1'", {"API_URL": "ftp://127.0.0.1:1"}
     ),
@@ -195,7 +201,10 @@ def test_bad_input_exits_2_in_one_line_before_anything_is_sent(
     monkeypatch.setenv("API_URL", fresh_platform.url)
     monkeypatch.setenv("API_KEY", TEST_API_KEY)
     for variable, value in case.env.items():
-        monkeypatch.setenv(variable, value)
+        if value is None:
+            monkeypatch.delenv(variable)
+        else:
+            monkeypatch.setenv(variable, value)
     results = clean_env.parent / "results"
     added = case.setup(clean_env) if case.setup else []
     if "--results" not in added and case.command.split()[0] in ("run", "run-all", "ui"):
@@ -215,7 +224,7 @@ def test_bad_input_exits_2_in_one_line_before_anything_is_sent(
     assert lines[0].startswith("loadkit: ")
     assert fresh_platform.counters()["total"] == 0
     assert not results.exists() and not (clean_env / "results").exists()
-    assert TEST_API_KEY not in out + err
+    assert TEST_API_KEY not in out + err and "pw-canary" not in out + err
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ from loadkit.cli.topology import (
 from loadkit.core.arrival_schedule import ArrivalPlan, parse_rate
 from loadkit.core.baselines import BaselineError, default_baseline_path, load_baseline
 from loadkit.core.profiles import ProfileError, Stage, resolve_profile
+from loadkit.core.redact import mask_url_credentials
 from loadkit.registry import SCENARIOS, UnknownScenarioError, get_scenario
 from loadkit.settings import SettingsError, load_settings
 
@@ -64,7 +65,8 @@ class UsageError(ValueError):
 
 
 def say(message: str) -> None:
-    print(f"loadkit: {message}", file=sys.stderr, flush=True)
+    """One line on stderr; a URL's password (API_URL's user part) never reaches the console."""
+    print(f"loadkit: {mask_url_credentials(message)}", file=sys.stderr, flush=True)
 
 
 def _shared_run_options() -> argparse.ArgumentParser:

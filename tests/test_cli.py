@@ -78,11 +78,12 @@ def test_preflight_command_exit_codes(platform) -> None:
     assert ok.stdout.startswith(f"✓ API reachable: {platform.url}")
     rejected = subprocess.run(
         [sys.executable, "-m", "loadkit.cli.main", "preflight"], capture_output=True, text=True,
-        timeout=30, env=kit_env(platform.url, api_key="wrong-key-123"), stdin=subprocess.DEVNULL,
+        timeout=30, env=kit_env(platform.url, api_key="wrong-key-1234567890"),
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    assert rejected.returncode == 2  # README: a failed preflight sends nothing, exit 2
+    assert rejected.returncode == 2  # README: a failed preflight is 2, nothing was sent
     assert "✗ API key rejected (HTTP 403)" in rejected.stdout
-    assert "wrong-key-123" not in rejected.stdout + rejected.stderr
+    assert "wrong-key-1234567890" not in rejected.stdout + rejected.stderr
     unnamed = loadkit("preflight")
     assert unnamed.returncode == 2
     assert unnamed.stderr.strip() == (

@@ -184,6 +184,12 @@ def test_a_down_influxdb_warns_once_keeps_points_and_never_raises(
     assert sum("buffer full" in w for w in warnings) == 1, warnings
     assert (writer.lines_written, writer.lines_dropped) == (0, 8)
     assert any("8 points could not be written" in w for w in warnings), warnings
+    # The same, once each, for the verdict's notes and the console (output_problems).
+    assert [p.split(" (")[0] for p in writer.problems] == [
+        "InfluxDB buffer full",
+        f"InfluxDB at http://127.0.0.1:{port}/k6 is unreachable",
+        f"8 points could not be written to InfluxDB at http://127.0.0.1:{port}/k6",
+    ]
 
 
 def test_rejected_batches_are_dropped_not_retried(

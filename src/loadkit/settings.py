@@ -24,9 +24,15 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loadkit import endpoints
+from loadkit.core.hosts import AllowList, AllowListError
+from loadkit.core.redact import mask_url_credentials, url_secrets
 from loadkit.core.redis_url import check_redis_url
 
 ENV_PREFIX = "LOADKIT_"
+#: Shortest API key accepted. Every output masks the key; a shorter one would mask ordinary
+#: words and numbers (a key "k" turned "key accepted" into "***ey accepted"), and a 13-digit
+#: key could hide inside a millisecond timestamp. Real keys are 20-64 characters.
+MIN_API_KEY_LENGTH = 16
 #: Fields whose value never appears in an error message (a Redis URL may hold a password).
 SECRET_FIELDS = frozenset({"api_key", "redis_url"})
 
@@ -60,6 +66,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        allow_inf_nan=False,
         populate_by_name=True,
         hide_input_in_errors=True,
     )
@@ -134,6 +141,13 @@ class Settings(BaseSettings):
         "requests keep failing without a response; 0 never ends it.",
     )
 
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Hosts load may go to besides loopback (127.0.0.1, localhost, ::1), "
+        "comma-separated: names, `*.domain`, addresses, networks (`10.0.0.0/8`). "
+        "`--allow-host` adds more.",
+    )
+
     @field_validator("api_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -198,9 +212,28 @@ class Settings(BaseSettings):
     @field_validator("api_key")
     @classmethod
     def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("is empty")
+        if value is None:
+            return None
+        problem = api_key_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            AllowList.of([value])
+        except AllowListError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
+
+    def allow_list(self, extra: list[str] | tuple[str, ...] = ()) -> AllowList:
+        """Loopback, ``LOADKIT_ALLOWED_HOSTS`` and ``extra`` (``--allow-host``); may raise
+        ``AllowListError`` for a bad ``extra`` entry."""
+        return AllowList.of([*([self.allowed_hosts] if self.allowed_hosts else []), *extra])
 
     @property
     def api_key_value(self) -> str | None:
@@ -226,6 +259,15 @@ class Settings(BaseSettings):
         """These settings with ``key`` as the API key (an embedded platform's random one)."""
         return self.model_copy(update={"api_key": SecretStr(key)})
 
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold: the key, and the passwords in API_URL and
+        REDIS_URL (what every output must mask)."""
+        return [
+            *([self.api_key_value] if self.api_key_value else []),
+            *url_secrets(self.api_url),
+            *url_secrets(self.redis_url_value),
+        ]
+
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate a request (empty without a key)."""
         key = self.api_key_value
@@ -234,6 +276,27 @@ class Settings(BaseSettings):
         if self.auth_scheme is AuthScheme.BEARER:
             return {"Authorization": f"Bearer {key}"}
         return {"X-API-Key": key}
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be used, or None. Never quotes the key.
+
+    Printable ASCII without whitespace: it travels in an HTTP header (a newline in it would
+    split the header, a non-Latin-1 character cannot be sent at all) and must be found and
+    masked as one word wherever it could be printed.
+    """
+    if not key.strip():
+        return "is empty"
+    for position, char in enumerate(key, start=1):
+        if not "!" <= char <= "~":
+            kind = "whitespace" if char.isspace() else "a non-printable or non-ASCII character"
+            return f"contains {kind} at position {position} (printable ASCII only)"
+    if len(key) < MIN_API_KEY_LENGTH:
+        return (
+            f"is {len(key)} characters long, shorter than the {MIN_API_KEY_LENGTH} needed to "
+            "mask it in every output without masking ordinary words"
+        )
+    return None
 
 
 def parse_queue_keys(text: str) -> dict[str, tuple[str, ...]]:
@@ -270,10 +333,36 @@ def load_settings(**overrides: Any) -> Settings:
     ``overrides`` are command-line values (``None`` means "not given" and is dropped).
     """
     given = {name: value for name, value in overrides.items() if value is not None}
+    _check_dotenv(Path(str(Settings.model_config.get("env_file") or ".env")))
     try:
         return Settings(**given)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+
+
+#: A ``.env`` larger than this is not a settings file (and reading it would be slow).
+MAX_DOTENV_BYTES = 1_000_000
+
+
+def _check_dotenv(path: Path) -> None:
+    """A ``.env`` that exists must be a readable UTF-8 file (else one line, not a traceback)."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise SettingsError(f"{path} is not a file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_DOTENV_BYTES:
+            raise SettingsError(
+                f"{path} is {size} bytes: more than {MAX_DOTENV_BYTES} for a settings file"
+            )
+        path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path} is not readable: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -285,7 +374,7 @@ def _describe(exc: ValidationError) -> str:
     message = str(first["msg"]).removeprefix("Value error, ")
     if field in SECRET_FIELDS or "input" not in first:
         return f"invalid setting {name}: {message}"
-    return f"invalid setting {name}={first['input']!r}: {message}"
+    return mask_url_credentials(f"invalid setting {name}={first['input']!r}: {message}")
 
 
 def _field_for(loc: str) -> str | None:

@@ -11,12 +11,22 @@ the results; the Locust process does the rest (``loadkit.plugin``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from loadkit import __version__, registry
+from loadkit.cli.inputs import (
+    InputError,
+    OneLineArgumentParser,
+    add_safety_options,
+    check_run_inputs,
+    check_target_host,
+    check_ui_inputs,
+    share_safety_settings,
+)
 from loadkit.cli.planning import UsageError, plan_from_args
 from loadkit.cli.preflight import run_preflight
 from loadkit.cli.run_all import StepOutcome, render_steps
@@ -40,6 +50,7 @@ from loadkit.cli.topology import (
 from loadkit.core.baselines import BaselineError, default_baseline_path, load_baseline
 from loadkit.core.lifecycle import EXIT_INVALID
 from loadkit.core.profiles import ProfileError
+from loadkit.core.redact import mask_url_credentials
 from loadkit.registry import UnknownNameError
 from loadkit.settings import Settings, SettingsError, load_settings
 
@@ -52,7 +63,8 @@ KIT_OPTIONS = frozenset(
 
 
 def say(message: str) -> None:
-    print(f"loadkit: {message}", file=sys.stderr, flush=True)
+    """One line on stderr; a URL's password (API_URL's user part) never reaches the console."""
+    print(f"loadkit: {mask_url_credentials(message)}", file=sys.stderr, flush=True)
 
 
 def _profiles_help() -> str:
@@ -65,37 +77,60 @@ def _scenario_names() -> str:
     return ", ".join(registry.SCENARIOS)
 
 
-def _shared_run_options() -> argparse.ArgumentParser:
+def _env(name: str) -> str | None:
+    """A default from the environment (``LOADKIT_TIME_SCALE`` ...): the same variables plain
+    Locust reads for these options, so CI can scale runs without changing command lines
+    (argparse converts and checks a string default like a typed value)."""
+    return os.environ.get(name) or None
+
+
+def _env_list(name: str) -> list[str]:
+    value = _env(name)
+    return [part.strip() for part in value.split(",") if part.strip()] if value else []
+
+
+def _shared_run_options(*, baseline_file: bool = True) -> argparse.ArgumentParser:
     """Options of every command that runs load: scaling, rate, verdict, cluster, target."""
     shared = argparse.ArgumentParser(add_help=False)
     arrival = ", ".join(s.name for s in registry.SCENARIOS.values() if s.is_arrival_rate)
     rate = shared.add_argument_group(f"arrival rate (arrival-rate scenarios only: {arrival})")
     rate.add_argument(
-        "--rate", metavar="PER_S", help="iterations started per second (default: the scenario's)"
+        "--rate",
+        default=_env("LOADKIT_RATE"),
+        metavar="PER_S",
+        help="iterations started per second (default: the scenario's) [LOADKIT_RATE]",
     )
     rate.add_argument(
         "--rate-stage",
         action="append",
-        default=[],
+        default=_env_list("LOADKIT_RATE_STAGES"),
         metavar="DURATION:PER_S",
-        help="k6-style rate stage, repeatable (e.g. --rate-stage 30s:10)",
+        help="k6-style rate stage, repeatable (e.g. --rate-stage 30s:10) [LOADKIT_RATE_STAGES]",
     )
     rate.add_argument(
         "--max-in-flight",
+        default=_env("LOADKIT_MAX_IN_FLIGHT"),
         metavar="N",
         help="iterations allowed at once; more are dropped and counted "
-        "(default: max(100, 10 s x peak rate))",
+        "(default: max(100, 10 s x peak rate)) [LOADKIT_MAX_IN_FLIGHT]",
     )
     shared.add_argument(
-        "--time-scale", type=float, help="multiply every stage duration (default 1)"
+        "--time-scale",
+        type=float,
+        default=_env("LOADKIT_TIME_SCALE"),
+        help="multiply every stage duration (default 1) [LOADKIT_TIME_SCALE]",
     )
     shared.add_argument(
-        "--user-scale", type=float, help="multiply every stage's user count (default 1)"
+        "--user-scale",
+        type=float,
+        default=_env("LOADKIT_USER_SCALE"),
+        help="multiply every stage's user count (default 1) [LOADKIT_USER_SCALE]",
     )
     verdict = shared.add_mutually_exclusive_group()
-    verdict.add_argument(
-        "--baseline", type=Path, help="baseline file (default: baselines/SCENARIO.toml)"
-    )
+    if baseline_file:
+        verdict.add_argument(
+            "--baseline", type=Path, help="baseline file (default: baselines/SCENARIO.toml)"
+        )
     verdict.add_argument("--no-baseline", action="store_true", help="run without criteria")
     shared.add_argument("--api-url", help="platform base URL (default: API_URL, else embedded)")
     shared.add_argument(
@@ -104,6 +139,7 @@ def _shared_run_options() -> argparse.ArgumentParser:
     shared.add_argument(
         "--results", type=Path, help="parent folder of the run folders (default: results/)"
     )
+    add_safety_options(shared)
     return shared
 
 
@@ -133,7 +169,7 @@ def _cluster_options(parser: argparse.ArgumentParser, *, roles: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="loadkit", description="Load tests for the AI calling platform's HTTP API."
     )
     parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
@@ -151,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--stage",
         action="append",
-        default=[],
+        default=_env_list("LOADKIT_STAGES"),
         metavar="DURATION:USERS",
-        help="k6-style stage, repeatable (e.g. --stage 30s:10 --stage 1m:50)",
+        help="k6-style stage, repeatable (e.g. --stage 30s:10 --stage 1m:50) [LOADKIT_STAGES]",
     )
     run.add_argument(
         "-u", "--users", type=int, help="concurrent users, with -t (default: the scenario's)"
@@ -166,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_all = commands.add_parser(
         "run-all",
-        parents=[shared],
+        parents=[_shared_run_options(baseline_file=False)],
         help="smoke, average, stress for each scenario, with one summary table",
         description="Run profiles in order for each scenario (default: all scenarios; smoke, "
         "then average, then stress), stopping at the first failed step unless --keep-going. "
@@ -180,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_all.add_argument("--keep-going", action="store_true", help="run every step regardless")
     _cluster_options(run_all, roles=False)
-    run_all.set_defaults(stage=[], users=None, spawn_rate=None, run_time=None, baseline=None)
+    run_all.set_defaults(
+        stage=[], users=None, spawn_rate=None, run_time=None, baseline=None, worker=False,
+        master=False, expect_workers=None, master_port=None, master_host=LOCAL_MASTER_HOST,
+    )  # fmt: skip
 
     target_cmd = commands.add_parser(
         "target",
@@ -204,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="parent folder of the session's folder (default: results/)",
     )
+    add_safety_options(ui, remote_ui=True)
 
     preflight = commands.add_parser(
         "preflight",
@@ -211,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One line per check; exit code 2 if any fails. Nothing is load-tested.",
     )
     preflight.add_argument("--api-url", help="platform base URL (overrides API_URL)")
+    add_safety_options(preflight, limits=False)
 
     commands.add_parser("scenarios", help="list the scenarios and their default load")
     commands.add_parser("profiles", help="list the load profiles")
@@ -239,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{p.name:<8} {p.k6.removeprefix('k6 run '):<36} {p.purpose}")
         return 0
     try:
+        share_safety_settings(args)
         _refuse_kit_options_for_locust(locust_extra)
         if args.command == "ui":
             return _ui(args, locust_extra)
@@ -248,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _preflight(args)
         return _run(args, locust_extra)
     except (
+        InputError,
         UsageError,
         SettingsError,
         UnknownNameError,
@@ -274,6 +317,7 @@ def _preflight(args: argparse.Namespace) -> int:
         raise UsageError("API_URL is not set (preflight checks a platform you name)")
     if settings.api_key is None:
         raise MissingKeyError(f"API_KEY is not set (needed to call {settings.api_url})")
+    check_target_host(settings)
     return 0 if run_preflight(settings, out=sys.stdout) else EXIT_INVALID
 
 
@@ -281,10 +325,11 @@ def _ui(args: argparse.Namespace, locust_extra: list[str]) -> int:
     scenario = registry.get_scenario(args.scenario)
     settings = load_settings(api_url=args.api_url, results_dir=args.results)
     load_baseline(default_baseline_path(scenario.name), scenario.name)
+    web = check_ui_inputs(args, locust_extra, settings)
     with target(settings, say) as (url, key):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         session_dir = settings.results_dir / f"{scenario.name}-ui-{stamp}"
-        say(f"web UI: http://127.0.0.1:{args.web_port} (each run's results in {session_dir}/)")
+        say(f"web UI: {web.web_url} (each run's results in {session_dir}/)")
         command = ui_command(scenario.name, url, session_dir, args.web_port, locust_extra)
         return run_processes(command, [], child_env(url, key))
 
@@ -327,11 +372,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     settings = _settings(args)
     scenario = registry.get_scenario(args.scenario)
+    checked = check_run_inputs(args, locust_extra, settings)
+    args.run_time = checked.run_time
     launch = _launch(args, locust_extra)
     if launch.topology.role == "worker":
         return run_worker(scenario.name, launch, say)
     plan = plan_from_args(args, scenario, _load_generators(launch.topology))
     with target(settings, say) as (url, key):
+        if checked.notice:
+            say(checked.notice)
         code, _ = execute(plan, launch, settings, url, key, say)
     return code
 
@@ -347,6 +396,8 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
         for profile in profiles:
             step_args = argparse.Namespace(**vars(args))
             step_args.profile = profile
+            step_args.scenario = scenario.name
+            check_run_inputs(step_args, locust_extra, settings)
             plan = plan_from_args(step_args, scenario, _load_generators(launch.topology))
             steps.append((f"{scenario.name} {profile}", plan))
     outcomes: list[StepOutcome] = []

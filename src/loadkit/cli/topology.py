@@ -12,11 +12,15 @@ import contextlib
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Literal
+
+from loadkit.core.exit_codes import EXIT_NO_WORKERS
+from loadkit.process_lifetime import die_with_parent, owner_env
 
 Role = Literal["standalone", "master", "worker"]
 LOCAL_MASTER_HOST = "127.0.0.1"
@@ -25,6 +29,12 @@ DEFAULT_MASTER_PORT = 5557
 WORKER_EXIT_GRACE_S = 10.0
 #: How long a master waits for its expected workers before giving up.
 EXPECT_WORKERS_MAX_WAIT_S = 30
+NO_WORKERS_MESSAGE = (
+    "loadkit: the master gave up: its workers did not all connect in time (-- "
+    f"--expect-workers-max-wait, {EXPECT_WORKERS_MAX_WAIT_S} s unless given), so nothing was "
+    f"sent (exit code {EXIT_NO_WORKERS}); check that they run and their --master-host and "
+    "--master-port (locust.log says how many came)"
+)
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,16 @@ def run_processes(
 
     SIGTERM/SIGINT to us go to ``main``, which stops its workers the Locust way and still writes
     its results. Workers that outlive the master by ``WORKER_EXIT_GRACE_S`` are terminated.
-    Returns the exit code of ``main``.
+    Returns the exit code of ``main``. Every process started here ends when we do, even by
+    SIGKILL (``loadkit.process_lifetime``).
     """
     # Each child in a session of its own: a Ctrl-C at the terminal reaches only this process,
-    # which decides what the children get (``_wait_forwarding_signals``).
-    main_process = subprocess.Popen(list(main), env=env, start_new_session=True)
+    # which decides what the children get (``_wait_forwarding_signals``); and each one ends
+    # when this process does, even by SIGKILL.
+    env = {**env, **owner_env()}
+    main_process = subprocess.Popen(
+        list(main), env=env, start_new_session=True, preexec_fn=die_with_parent()
+    )
     logs: list[IO[bytes]] = []
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -104,9 +119,12 @@ def run_processes(
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=die_with_parent(),
                 )
             )
         code = _wait_forwarding_signals(main_process)
+        if code == EXIT_NO_WORKERS:
+            print(NO_WORKERS_MESSAGE, file=sys.stderr, flush=True)
     finally:
         for worker in workers:
             _stop(worker)

@@ -508,10 +508,22 @@ def default_baseline_path(scenario: str) -> Path:
     return baselines_dir() / f"{scenario}.toml"
 
 
+#: A baseline is a page of thresholds; a file this large is something else (and its errors
+#: would quote megabytes).
+MAX_BASELINE_BYTES = 1_000_000
+
+
 def load_baseline(path: str | os.PathLike[str], scenario: str) -> Baseline:
     """Read and validate ``path`` as the baseline of ``scenario``; ``BaselineError`` if unusable."""
     name = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_BASELINE_BYTES:
+            raise BaselineError(
+                name,
+                None,
+                f"{size:,} bytes, more than the {MAX_BASELINE_BYTES:,} a baseline may have",
+            )
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise BaselineError(

@@ -24,6 +24,7 @@ import requests
 
 from loadkit.endpoints import PLATFORM_COUNTERS, QUEUE_STATS
 from loadkit.platform.protocol import API_KEY_ENV, LISTENING_PREFIX, PARENT_PID_ENV
+from loadkit.process_lifetime import die_with_parent
 
 STOP_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 5.0
@@ -101,6 +102,7 @@ def start_platform(
             stdout=subprocess.PIPE,
             stderr=stderr_file,  # a file, not a pipe: an unread pipe would block the server
             env=child_env,
+            preexec_fn=die_with_parent(),  # and its own watcher (PARENT_PID_ENV) elsewhere
         )
         try:
             url = _wait_for_url(process, startup_timeout_s, stderr_file)

@@ -10,6 +10,8 @@ Nothing else in ``src/loadkit`` touches a Locust object's private attributes (a 
 from __future__ import annotations
 
 import argparse
+import weakref
+from collections.abc import Callable
 from typing import Any, Final
 
 from gevent.lock import RLock
@@ -22,6 +24,10 @@ from locust.user.users import (
     LOCUST_STATE_WAITING,
     User,
 )
+
+#: The secret mask of each process's statistics (``mask_errors_at_source``), which the rows
+#: logged outside the total use as well.
+_masks: weakref.WeakKeyDictionary[Any, Callable[[str], str]] = weakref.WeakKeyDictionary()
 
 #: The Locust versions these uses were checked against (``tests/test_locust_adapter.py``).
 CHECKED_VERSIONS: Final = ("2.47",)
@@ -60,6 +66,11 @@ def log_outside_total(
     stats = environment.stats
     entry = stats.get(name, request_type)
     entry.log(round(response_time_ms), response_length)
+    mask = _masks.get(stats)
+    if exception is not None and mask is not None:
+        text = StatsError.parse_error(exception)
+        if mask(text) != text:
+            exception = mask(text)
     if exception is not None:
         entry.log_error(exception)
         key = StatsError.create_key(request_type, name, exception)
@@ -186,3 +197,37 @@ def worker_index(runner: Any) -> int:
 
     Public attribute of ``WorkerRunner`` since 2.x; absent on other runners."""
     return int(getattr(runner, "worker_index", 0) or 0)
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+
+def mask_errors_at_source(stats: Any, runner: object, mask: Callable[[str], str]) -> None:
+    """Pass every failure message and exception text through ``mask`` before Locust keeps it.
+
+    What Locust keeps is what it writes everywhere: ``stats_failures.csv``,
+    ``stats_exceptions.csv``, report.html, the web UI's tables and the worker->master reports.
+    Masking where errors enter (``RequestStats.log_error``, ``Runner.log_exception``, both
+    Locust 2.47) covers them all at once. An error object whose text needs no masking is passed
+    on unchanged, so Locust's own display of it stays as it was.
+    """
+    _masks[stats] = mask
+    log_error = stats.log_error
+
+    def log_masked_error(method: str, name: str, error: Exception | str | None) -> None:
+        if error is not None:
+            text = StatsError.parse_error(error)
+            masked = mask(text)
+            if masked != text:
+                error = masked
+        log_error(method, name, error)
+
+    stats.log_error = log_masked_error  # type: ignore[method-assign]
+    log_exception = getattr(runner, "log_exception", None)
+    if log_exception is None:
+        return
+
+    def log_masked_exception(node_id: str, msg: str, formatted_tb: str) -> None:
+        log_exception(node_id, mask(str(msg)), mask(str(formatted_tb)))
+
+    runner.log_exception = log_masked_exception  # type: ignore[attr-defined]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -43,6 +44,7 @@ __all__ = [
     "OutputSpec",
     "add_output_arguments",
     "install_outputs",
+    "output_problems",
     "parse_output_spec",
 ]
 
@@ -131,6 +133,7 @@ def install_outputs(environment: Environment, control: RunControl) -> None:
             exit_invalid(f"invalid --out: {exc}")
         if spec.kind == "influxdb":
             writer = InfluxWriter(parse_influx_url(spec.target))
+            writer.on_problem = _on_console_once()
             writer.start()
             logger.info("loadkit: streaming metrics to InfluxDB at %s", writer.target.display)
             measurement.sinks.append(writer)
@@ -161,3 +164,32 @@ class PlotWhenClosed:
             from loadkit.results.plot import plot_timeseries
 
             plot_timeseries(jsonl, self.run_dir / PLOT_FILE)
+
+
+def output_problems(environment: Environment) -> list[str]:
+    """What went wrong with this run's outputs, one line each (for the verdict's notes).
+
+    Empty when every output worked, or on a worker (the outputs live on the master). The lines
+    name the output by its address without credentials.
+    """
+    measurement = context_of(environment).measurement
+    problems: list[str] = []
+    for sink in measurement.sinks if measurement is not None else []:
+        for problem in getattr(sink, "problems", ()):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _on_console_once() -> Callable[[str], None]:
+    """Print an output's first problem on stderr: Locust logs to locust.log only, and a sink
+    that fails silently loses the run's metrics without anyone noticing."""
+    told = False
+
+    def tell(problem: str) -> None:
+        nonlocal told
+        if not told:
+            told = True
+            print(f"loadkit: output problem: {problem}", file=sys.stderr, flush=True)
+
+    return tell

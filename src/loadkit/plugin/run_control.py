@@ -275,9 +275,10 @@ class RunControl:
     def _judge(self) -> Verdict:
         assert self.lifecycle is not None and self.ctx.run is not None
         from loadkit.plugin.arrival import arrival_counters
+        from loadkit.plugin.outputs import output_problems
         from loadkit.plugin.queue import queue_gauges
 
-        notes = [*self.notes, *self.measurement.problems]
+        notes = [*self.notes, *self.measurement.problems, *output_problems(self.environment)]
         return judge(
             self.ctx.run,
             self.measurement.collector,

@@ -26,14 +26,15 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadkit.core.plan import PLAN_ENV, PlanError, RunPlan
-from loadkit.core.redact import install_secret_filter
 from loadkit.observe.queue_sources import QueueSourceError
 from loadkit.plugin import arrival
 from loadkit.plugin.context import KitContext, attach_context, context_of, settings_of
+from loadkit.plugin.host_guard import install_host_guard, refuse_if_off_list
 from loadkit.plugin.invalid_input import exit_invalid
 from loadkit.plugin.measurement import measurement_of
 from loadkit.plugin.outputs import add_output_arguments, install_outputs
 from loadkit.plugin.queue import install_queue_sampler
+from loadkit.plugin.redaction import add_secrets, install_redaction
 from loadkit.plugin.run_control import RunControl
 from loadkit.plugin.staged_shape import add_profile_arguments
 from loadkit.plugin.verdict import (
@@ -41,7 +42,10 @@ from loadkit.plugin.verdict import (
     baseline_from_options,
     scenario_of,
 )
+from loadkit.plugin.watchdog import install_watchdog
 from loadkit.plugin.web import register_baseline_tab
+from loadkit.plugin.web_guard import install_web_guard
+from loadkit.plugin.worker_wait import install_worker_wait
 from loadkit.plugin.worker_watch import add_worker_arguments, install_worker_watch
 from loadkit.results.locust_files import finalize_csv_at_exit
 from loadkit.settings import SettingsError, load_settings
@@ -68,9 +72,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         exit_invalid(str(exc))
         return
     ctx = attach_context(environment, KitContext(settings=settings))
-    if settings.api_key_value:
-        install_secret_filter([settings.api_key_value])
+    install_watchdog(environment)
     measurement = measurement_of(environment)
+    install_redaction(environment, settings)
+    install_host_guard(environment, settings)
+    install_web_guard(environment)
     arrival.install(environment)
     if isinstance(environment.runner, WorkerRunner):
         if not settings.api_key_value:
@@ -82,6 +88,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     control = ctx.control = RunControl(environment, ctx, measurement)
     control.subscribe()
     finalize_csv_at_exit(environment)
+    install_worker_wait(environment)
     install_outputs(environment, control)
     try:
         install_queue_sampler(environment, ctx)
@@ -122,6 +129,7 @@ def _aim(environment: Environment, ctx: KitContext) -> None:
     if not environment.host and settings.api_url:
         environment.host = settings.api_url
     if environment.host:
+        refuse_if_off_list(environment)
         if not settings.api_key_value:
             exit_invalid(f"API_KEY is not set (needed to call {environment.host})")
         return
@@ -129,7 +137,7 @@ def _aim(environment: Environment, ctx: KitContext) -> None:
 
     platform, key = ctx.cleanup.enter_context(embedded_platform(settings))
     ctx.settings = settings.with_api_key(key)
-    install_secret_filter([key])
+    add_secrets(environment, [key])
     environment.host = platform.url
     logger.info("loadkit: no API_URL given; embedded reference platform at %s", platform.url)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -116,6 +116,10 @@ class InfluxWriter:
         self.lines_dropped = 0
         self.batches_posted = 0
         self._overflow_warned = False
+        #: What went wrong, one line each, for the verdict's notes (``output_problems``).
+        self.problems: list[str] = []
+        #: Called with each new problem (the plugin prints the first one on the console).
+        self.on_problem: Callable[[str], None] | None = None
 
     # -- sink interface -------------------------------------------------------------------------
 
@@ -131,9 +135,8 @@ class InfluxWriter:
                 self.lines_dropped += 1
                 if not self._overflow_warned:
                     self._overflow_warned = True
-                    logger.warning(
-                        "loadkit: InfluxDB buffer full (%d points): dropping the oldest points",
-                        buffer.maxlen,
+                    self._problem(
+                        f"InfluxDB buffer full ({buffer.maxlen} points): dropping the oldest points"
                     )
             buffer.append(line)
 
@@ -161,11 +164,9 @@ class InfluxWriter:
             self.lines_dropped += len(self._buffer)
             self._buffer.clear()
         if self.lines_dropped:
-            logger.warning(
-                "loadkit: %d points could not be written to InfluxDB at %s (%d written)",
-                self.lines_dropped,
-                self.target.display,
-                self.lines_written,
+            self._problem(
+                f"{self.lines_dropped} points could not be written to InfluxDB at "
+                f"{self.target.display} ({self.lines_written} written)"
             )
         self._session.close()
 
@@ -226,7 +227,14 @@ class InfluxWriter:
         if self._failing:
             return
         self._failing = True
-        logger.warning("loadkit: InfluxDB at %s %s", self.target.display, problem)
+        self._problem(f"InfluxDB at {self.target.display} {problem}")
+
+    def _problem(self, text: str) -> None:
+        logger.warning("loadkit: %s", text)
+        if text not in self.problems:
+            self.problems.append(text)
+        if self.on_problem is not None:
+            self.on_problem(text)
 
 
 _RETRYING: Final = "; the run goes on, points are kept and retried every second"

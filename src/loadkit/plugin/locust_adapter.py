@@ -199,7 +199,7 @@ def worker_index(runner: Any) -> int:
     return int(getattr(runner, "worker_index", 0) or 0)
 
 
-# -- secrets ----------------------------------------------------------------------------------------
+# -- secrets ---------------------------------------------------------------------------------------
 
 
 def mask_errors_at_source(stats: Any, runner: object, mask: Callable[[str], str]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from loadkit import __version__
 from loadkit.arrival_schedule import ArrivalPlan, parse_rate
 from loadkit.baselines import BaselineError, default_baseline_path, load_baseline
+from loadkit.plan_command import add_plan_parser, run_plan
 from loadkit.preflight import run_preflight
 from loadkit.profiles import ProfileError, Stage, resolve_profile
 from loadkit.run_all import StepOutcome, render_steps
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--api-url", help="platform base URL (overrides API_URL)")
 
     commands.add_parser("scenarios", help="list the scenarios")
+    add_plan_parser(commands)
     return parser
 
 
@@ -190,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in SCENARIOS.values():
             print(f"{scenario.name:<12} {scenario.users:>4} users  {scenario.purpose}")
         return 0
+    if args.command == "plan":
+        return run_plan(args)
     try:
         if args.command == "ui":
             return _ui(args, locust_extra)

@@ -1,0 +1,1 @@
+"""Pure code: no Locust, no I/O."""

@@ -26,6 +26,7 @@ from image_files import image_env, repo_path_of
 
 from loadkit import locust_plugin as _plugin  # noqa: F401  (adds the kit's options to Locust's)
 from loadkit.cli import build_parser
+from loadkit.core.capacity import MIN_MASTER_MILLICORES
 from loadkit.platform.config import config_from_args
 from loadkit.platform.server import build_parser as build_platform_parser
 from loadkit.runner import RunPlan
@@ -152,7 +153,9 @@ def kustomization_files(folder: Path) -> list[Path]:
 
 def test_every_manifest_is_applied_by_a_kustomization_or_stands_alone() -> None:
     used = {p for name in KUSTOMIZATIONS for p in kustomization_files(K8S / name)}
-    standalone = {K8S / "secret.example.yaml", K8S / "results-reader.yaml"}
+    standalone = {
+        K8S / name for name in ("secret.example.yaml", "results-volume.yaml", "results-reader.yaml")
+    }
     assert set(manifest_files()) == used | standalone
     assert not used & standalone
 
@@ -298,6 +301,22 @@ def test_masters_keep_their_results_on_the_volume() -> None:
 
 def container_user(obj: Mapping[str, Any]) -> int:
     return int(pod_spec(obj)["securityContext"]["runAsUser"])
+
+
+def test_workers_are_sized_from_the_measured_figures() -> None:
+    """One worker process drives one core (the plan's unit), and its memory request covers the
+    largest resident size the benchmarks measured."""
+    figures = json.loads((REPO / "src" / "loadkit" / "capacity_figures.json").read_text())
+    rss_mb = max(s["worker_rss_mb"]["max"] for s in figures["generator"]["scenarios"].values())
+    resources = container(worker())["resources"]
+    assert resources["requests"]["cpu"] == "1"
+    assert "cpu" not in resources["limits"], "throttled generators report their own delay"
+    request_mb = int(resources["requests"]["memory"].removesuffix("Mi"))
+    assert rss_mb * 1.2 <= request_mb <= rss_mb * 3, (rss_mb, request_mb)
+    for name, master in masters().items():  # what `loadkit plan` counts before any report
+        assert container(master)["resources"]["requests"]["cpu"] == f"{MIN_MASTER_MILLICORES}m", (
+            name
+        )
 
 
 def test_one_image_runs_every_role_unprivileged() -> None:

@@ -32,6 +32,7 @@ from loadkit.platform.server import build_parser as build_platform_parser
 from loadkit.runner import RunPlan
 from loadkit.scenarios import get_scenario
 from loadkit.settings import Settings, env_name
+from loadkit.topology import Topology
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
@@ -171,12 +172,19 @@ def worker() -> dict[str, Any]:
     return find("Deployment", "loadkit-worker")
 
 
+def loadkit_args(spec: Mapping[str, Any]) -> Any:
+    """``loadkit``'s parse of a container's command line; what follows ``--`` goes to Locust
+    unchanged, as ``loadkit.cli.main`` does it."""
+    argv = command_line(spec)
+    assert argv[0] == "loadkit", argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    return build_parser().parse_args(argv[1:split])
+
+
 def worker_locustfiles(spec: Mapping[str, Any]) -> list[str]:
     """The ``-f`` of the Locust process that ``loadkit run ... --worker``/``--master`` starts in
     the image, computed by the kit's own parser and RunPlan with the image's folders."""
-    argv = command_line(spec)
-    assert argv[0] == "loadkit", argv
-    args = build_parser().parse_args(argv[1:])
+    args = loadkit_args(spec)
     assert args.command == "run"
     plan = RunPlan(
         scenario=get_scenario(args.scenario),
@@ -221,24 +229,32 @@ def test_workers_find_the_master() -> None:
     service = find("Service", "loadkit-master")
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert ports["workers"]["port"] == MASTER_PORT
-    args = build_parser().parse_args(command_line(container(worker()))[1:])
+    args = loadkit_args(container(worker()))
     assert args.worker and (args.master_host, args.master_port) == ("loadkit-master", MASTER_PORT)
     for name, master in masters().items():
         labels = master["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items(), name
         container_ports = {p["name"]: p["containerPort"] for p in container(master)["ports"]}
-        for port in ports.values():
-            assert port["targetPort"] in container_ports, (name, port)
-        assert container_ports["workers"] == MASTER_PORT
-    ci = build_parser().parse_args(command_line(container(masters()["ci"]))[1:])
+        assert container_ports["workers"] == MASTER_PORT, name
+    web_ports = {p["name"] for p in container(masters()["web"])["ports"]}
+    assert {port["targetPort"] for port in ports.values()} <= web_ports
+    ci = loadkit_args(container(masters()["ci"]))
     assert ci.master and ci.master_port == MASTER_PORT
 
 
 def test_the_headless_master_waits_for_every_worker_and_runs_once() -> None:
     job = masters()["ci"]
-    args = build_parser().parse_args(command_line(container(job))[1:])
+    argv = command_line(container(job))
+    split = argv.index("--")
+    args = loadkit_args(container(job))
     assert args.expect_workers == worker()["spec"]["replicas"]
-    assert int(config()["LOCUST_EXPECT_WORKERS_MAX_WAIT"]) > 0
+    # What the master's Locust gets: loadkit's cluster options, then what follows `--` (last wins).
+    topology = Topology("master", 0, args.master_host, args.master_port, args.expect_workers)
+    parser = locust.argument_parser.get_parser(default_config_files=[])
+    options = parser.parse_args(args=[*topology.master_args(), *argv[split + 1 :]], env_vars={})
+    assert options.expect_workers == worker()["spec"]["replicas"]
+    assert options.expect_workers_max_wait == int(config()["LOCUST_EXPECT_WORKERS_MAX_WAIT"])
+    assert options.expect_workers_max_wait >= 120, "pods take a while to be scheduled and pulled"
     assert job["spec"]["backoffLimit"] == 0, "a retried load test doubles the load"
     assert pod_spec(job)["restartPolicy"] == "Never"
     assert 0 < job["spec"]["activeDeadlineSeconds"] <= 4 * 3600

@@ -27,6 +27,7 @@ from loadkit.cli.inputs import (
     check_ui_inputs,
     share_safety_settings,
 )
+from loadkit.cli.plan import add_plan_parser, run_plan
 from loadkit.cli.planning import UsageError, plan_from_args
 from loadkit.cli.preflight import run_preflight
 from loadkit.cli.run_all import StepOutcome, render_steps
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("scenarios", help="list the scenarios and their default load")
     commands.add_parser("profiles", help="list the load profiles")
+    add_plan_parser(commands)
     return parser
 
 
@@ -275,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in registry.SCENARIOS.values():
             print(f"{s.name:<12} {s.load.describe():>16}  {s.purpose}")
         return 0
+    if args.command == "plan":
+        return run_plan(args)
     if args.command == "profiles":
         for p in registry.PROFILES.values():
             print(f"{p.name:<8} {p.k6.removeprefix('k6 run '):<36} {p.purpose}")

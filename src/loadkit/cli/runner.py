@@ -92,14 +92,16 @@ def locust_command(plan: RunPlan, launch: Launch, host: str, run_dir: Path) -> l
 
 
 def worker_commands(plan: RunPlan, launch: Launch) -> list[list[str]]:
-    """The local worker processes (they learn the host and the run from the master)."""
+    """The local worker processes: the scenario's locustfile only (the shape runs on the
+    master); they learn the host and the run from the master."""
     assert plan.scenario is not None
-    locustfile = registry.get_scenario(plan.scenario).locustfile
-    base = [
-        sys.executable, "-m", "locust", "-f", f"{locustfile},{RUN_SHAPE_FILE}",
-        "--stop-timeout", f"{plan.graceful_stop_s:g}",
-    ]  # fmt: skip
+    base = worker_command(plan.scenario)
     return [base + launch.topology.worker_args() for _ in range(launch.topology.local_workers)]
+
+
+def worker_command(scenario: str) -> list[str]:
+    """``locust -f <the scenario's locustfile>``: what every worker of a kit run starts."""
+    return [sys.executable, "-m", "locust", "-f", str(registry.get_scenario(scenario).locustfile)]
 
 
 def child_env(url: str, key: str, plan_path: Path | None = None) -> dict[str, str]:
@@ -168,11 +170,7 @@ def run_worker(plan_scenario: str, launch: Launch, announce: Callable[[str], Non
     """A cluster worker: no target, results or verdict of its own; the master has them."""
     topology = replace(launch.topology, local_workers=1)
     announce(f"worker of {topology.master_host}:{topology.master_port}")
-    locustfile = registry.get_scenario(plan_scenario).locustfile
-    command = [
-        sys.executable, "-m", "locust", "-f", f"{locustfile},{RUN_SHAPE_FILE}",
-        *topology.worker_args(),
-    ]  # fmt: skip
+    command = [*worker_command(plan_scenario), *topology.worker_args()]
     return run_processes(command, [], dict(os.environ))
 
 

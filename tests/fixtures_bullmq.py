@@ -42,6 +42,23 @@ class BuiltQueue:
         return _json_line(self.process)
 
 
+@contextmanager
+def bullmq_stats_server(major: int, redis_url: str, prefix: str, queue: str) -> Iterator[str]:
+    """A loopback HTTP endpoint answering BullMQ's ``getJobCounts()`` of the queue; its URL."""
+    process = subprocess.Popen(
+        [node_binary(), "stats_server.mjs", str(major), redis_url, prefix, queue],
+        cwd=FIXTURE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{_json_line(process)['port']}"
+    finally:
+        _end(process)
+
+
 def node_binary() -> str:
     binary = shutil.which("node")
     if binary is None:
@@ -67,12 +84,16 @@ def bullmq_queue(
     try:
         yield BuiltQueue(major, _json_line(process), process)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=STEP_TIMEOUT_S)
-        for stream in (process.stdin, process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        _end(process)
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=STEP_TIMEOUT_S)
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _json_line(process: subprocess.Popen[str]) -> dict[str, Any]:

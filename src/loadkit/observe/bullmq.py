@@ -203,6 +203,12 @@ class QueueState:
         }
 
 
+#: The names of :meth:`QueueState.gauges`, in order.
+GAUGE_NAMES: Final = tuple(
+    QueueState(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, QueueMeta(None, False), 0).gauges()
+)
+
+
 class QueueReader:
     """Reads one queue's :class:`QueueState` with one script call per reading."""
 

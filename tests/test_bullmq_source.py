@@ -7,13 +7,15 @@ from __future__ import annotations
 import io
 import itertools
 import os
+from pathlib import Path
 
 import pytest
-from conftest import TEST_API_KEY
+from conftest import TEST_API_KEY, kit_env, run_kit
 from fixtures_bullmq import bullmq_queue, bullmq_stats_server
 from fixtures_redis import RedisServer, redis_server  # noqa: F401 (fixture)
 
 from loadkit.cli.preflight import run_preflight
+from loadkit.endpoints import HEALTH, QUEUE_STATS
 from loadkit.observe.queue_sources import BullQueueSource, HttpQueueSource, source_from_settings
 from loadkit.platform.launcher import RunningPlatform
 from loadkit.settings import Settings
@@ -121,3 +123,27 @@ def test_preflight_fails_naming_the_prefix_that_holds_the_queue(
         .splitlines()[-1]
         .endswith(":dialler:*: other queues under this prefix: dialer (set LOADKIT_BULL_QUEUE)")
     )
+
+
+def test_run_stops_with_exit_2_before_any_load_on_a_wrong_prefix(
+    fresh_platform: RunningPlatform,
+    redis_server: RedisServer,  # noqa: F811
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    with bullmq_queue(5, redis_server.url, prefix, "outbound", waiting=1) as built:
+        built.bullmq_counts()
+    env = kit_env(
+        fresh_platform.url,
+        REDIS_URL=redis_server.url,
+        LOADKIT_BULL_PREFIX="myapp",
+        LOADKIT_BULL_QUEUE="outbound",
+    )
+    result = run_kit(["health", "--profile", "smoke"], env, tmp_path)
+    assert result.exit_code == 2, result.output
+    assert (
+        f"✗ queue not found: Redis {redis_server.url} myapp:outbound:*: Redis holds this queue "
+        f"under prefix {prefix} (set LOADKIT_BULL_PREFIX={prefix})"
+    ) in result.output
+    assert "preflight failed: nothing was sent" in result.output  # only preflight asked:
+    assert fresh_platform.counters()["requests"] == {f"GET {HEALTH}": 1, f"GET {QUEUE_STATS}": 1}

@@ -81,12 +81,32 @@ def test_every_gauge_equals_bullmq_own_counts(
         == {4: "bullmq:4.18.3", 5: "bullmq:5.81.5", 6: "bullmq:6.7.6"}[major]
     )
     assert state.meta.paused is bullmq["paused"] is False
+    assert state.completed_total is None and "completed_total" not in state.gauges()  # no metrics
     # The due time each delayed job got from BullMQ (timestamp + delay) decodes from its score:
     # a job due at t is overdue from t + 1 ms on.
     for due_ms in built.ready["due_ms"]:
         earlier = sum(1 for other in built.ready["due_ms"] if other < due_ms)
         assert read(client, prefix, now_ms=due_ms).overdue == earlier
         assert read(client, prefix, now_ms=due_ms + 1).overdue > earlier
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_bullmq_metrics_count_finished_jobs_that_were_removed(
+    major: int,
+    redis_server: RedisServer,  # noqa: F811
+    client: redis.Redis,
+    prefix: str,
+) -> None:
+    # removeOnComplete empties `completed`: only the metrics counter still shows the work done.
+    plan = {"completed": 3, "failed": 2, "metrics": True, "remove_on_finish": True}
+    with bullmq_queue(major, redis_server.url, prefix, QUEUE, **plan) as built:
+        state = read(client, prefix)
+        bullmq = built.bullmq_counts(at_ms=state.now_ms)
+    assert state.completed == bullmq["counts"]["completed"] == 0
+    assert state.failed == bullmq["counts"]["failed"] == 0
+    assert state.completed_total == bullmq["metrics_completed"] == 3
+    assert state.failed_total == bullmq["metrics_failed"] == 2
+    assert (state.gauges()["completed_total"], state.gauges()["failed_total"]) == (3, 2)
 
 
 @pytest.mark.parametrize("major", MAJORS)

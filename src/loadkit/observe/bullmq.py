@@ -53,13 +53,18 @@ STATE_KEYS: Final = {
 #: Keys that only say the queue exists: BullMQ's ``meta`` hash, Bull 3's ``meta-paused`` flag,
 #: the job id counter.
 OTHER_KEYS: Final = ("meta", "meta-paused", "id")
+#: Hashes whose ``count`` field is every job ever completed/failed, kept by workers started with
+#: BullMQ's ``metrics`` option (``includes/collectMetrics.lua``). Unlike the ``completed`` set,
+#: they are not trimmed by ``removeOnComplete``/``removeOnFail``.
+METRICS_KEYS: Final = ("metrics:completed", "metrics:failed")
 #: Queue discovery scans at most this many keys (``SCAN`` calls × ``SCAN_COUNT``) and this long.
 SCAN_COUNT: Final = 1000
 MAX_SCAN_CALLS: Final = 100
 MAX_SCAN_S: Final = 1.0
 
-# KEYS: STATE_KEYS in order, then OTHER_KEYS in order. ARGV[1]: now in ms, or "" for TIME.
-# Returns {now_ms, overdue, version or nil, paused 0/1, keys that exist, type1, n1, type2, n2...}.
+# KEYS: STATE_KEYS, OTHER_KEYS, METRICS_KEYS, in order. ARGV[1]: now in ms, or "" for TIME.
+# Returns {now_ms, overdue, version or nil, paused 0/1, keys that exist, completed total or nil,
+# failed total or nil, type1, n1, type2, n2...}.
 _READ_LUA: Final = """
 local now_ms = tonumber(ARGV[1])
 if not now_ms then
@@ -103,8 +108,12 @@ if kind(KEYS[9]) == "hash" then
   if meta[2] then paused = 1 end
 end
 if redis.call("EXISTS", KEYS[10]) == 1 then paused = 1 end
+local function total(key)
+  if kind(key) ~= "hash" then return false end
+  return redis.call("HGET", key, "count")
+end
 local found = redis.call("EXISTS", unpack(KEYS))
-return {now_ms, overdue, version, paused, found, unpack(sizes)}
+return {now_ms, overdue, version, paused, found, total(KEYS[12]), total(KEYS[13]), unpack(sizes)}
 """
 
 
@@ -129,7 +138,7 @@ class QueueAddress:
     @property
     def keys(self) -> tuple[str, ...]:
         """Every key the reading looks at, in the script's order."""
-        return tuple(self.key(name) for name in (*STATE_KEYS, *OTHER_KEYS))
+        return tuple(self.key(name) for name in (*STATE_KEYS, *OTHER_KEYS, *METRICS_KEYS))
 
     def __str__(self) -> str:
         return self.namespace + "*"
@@ -172,6 +181,12 @@ class QueueState:
     meta: QueueMeta
     keys_found: int
     """How many of the queue's keys exist; 0 means no queue here (or an idle one, trimmed)."""
+    completed_total: int | None = None
+    """Every job ever completed, from BullMQ's metrics (None unless workers run with the
+    ``metrics`` option): the counter to take a processing rate from when ``removeOnComplete``
+    trims ``completed``."""
+    failed_total: int | None = None
+    """Every job ever failed, from BullMQ's metrics (None without them)."""
 
     @property
     def waiting(self) -> int:
@@ -186,7 +201,9 @@ class QueueState:
     def gauges(self) -> dict[str, float]:
         """The counts as a flat reading; names follow BullMQ's ``getJobCounts()`` where they can
         (``waiting-children``), except ``waiting``, which here includes prioritized and paused
-        jobs (BullMQ's ``waiting`` is the ``wait`` list alone, reported here as ``wait``)."""
+        jobs (BullMQ's ``waiting`` is the ``wait`` list alone, reported here as ``wait``).
+        ``completed_total``/``failed_total`` are there only when BullMQ keeps metrics."""
+        totals = {"completed_total": self.completed_total, "failed_total": self.failed_total}
         return {
             "depth": self.depth,
             "waiting": self.waiting,
@@ -200,12 +217,13 @@ class QueueState:
             "prioritized": self.prioritized,
             "paused": self.paused,
             "queue_paused": int(self.meta.paused),
+            **{name: value for name, value in totals.items() if value is not None},
         }
 
 
 #: The names of :meth:`QueueState.gauges`, in order.
 GAUGE_NAMES: Final = tuple(
-    QueueState(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, QueueMeta(None, False), 0).gauges()
+    QueueState(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, QueueMeta(None, False), 0, 0, 0).gauges()
 )
 
 
@@ -228,7 +246,7 @@ class QueueReader:
 
 def parse_reply(reply: list[Any], address: QueueAddress) -> QueueState:
     """The script's answer as a :class:`QueueState`; checks each key's type."""
-    at_ms, overdue, version, paused, found, *sizes = reply
+    at_ms, overdue, version, paused, found, completed_total, failed_total, *sizes = reply
     counts: dict[str, int] = {}
     for name, key_type, size in zip(STATE_KEYS, sizes[0::2], sizes[1::2], strict=True):
         kind = _text(key_type)
@@ -252,6 +270,8 @@ def parse_reply(reply: list[Any], address: QueueAddress) -> QueueState:
         failed=counts["failed"],
         meta=QueueMeta(version=_text(version) if version is not None else None, paused=paused == 1),
         keys_found=int(found),
+        completed_total=None if completed_total is None else int(completed_total),
+        failed_total=None if failed_total is None else int(failed_total),
     )
 
 

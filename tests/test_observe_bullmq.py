@@ -5,6 +5,7 @@ between the two readings), overdue jobs of a stalled consumer, priorities, pause
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,8 @@ from loadkit.observe.bullmq import (
     QueueState,
     discover,
 )
+from loadkit.observe.queue_metrics import Sample, drain, find_stall, run_jobs
+from loadkit.queue_sources import BullQueueSource
 
 QUEUE = "calls"
 _prefixes = itertools.count(1)
@@ -189,3 +192,47 @@ def test_bull3_layout_and_a_foreign_key_type(client: redis.Redis, prefix: str) -
     client.set(ns + "active", "not a list")
     with pytest.raises(QueueLayoutError, match=r"'bmq\d+:calls:active' is a string, not a list"):
         read(client, prefix)
+
+
+def sample_for(source: BullQueueSource, duration_s: float, interval_s: float) -> list[Sample]:
+    """Read ``source`` every ``interval_s`` for ``duration_s``: the series a sampler keeps."""
+    started_s = time.monotonic()
+    samples: list[Sample] = []
+    while (t_s := time.monotonic() - started_s) <= duration_s:
+        samples.append((round(t_s, 3), source.read()))
+        time.sleep(interval_s)
+    return samples
+
+
+@pytest.mark.parametrize("major", [4, 6])
+@pytest.mark.parametrize("consumer", [False, True], ids=["stalled", "healthy"])
+def test_a_stalled_consumer_is_found_and_a_healthy_one_is_not(
+    major: int,
+    consumer: bool,
+    redis_server: RedisServer,  # noqa: F811
+    prefix: str,
+) -> None:
+    # 15 calls falling due over 0.1-0.8 s; a worker consuming them, or none at all.
+    plan: dict[str, object] = {"delays_ms": [100 + 50 * i for i in range(15)]}
+    if consumer:
+        plan["consumer"] = {"concurrency": 5, "work_ms": 20}
+    source = BullQueueSource(redis_server.url, QueueAddress(prefix, QUEUE))
+    with bullmq_queue(major, redis_server.url, prefix, QUEUE, **plan) as built:
+        samples = sample_for(source, duration_s=1.3, interval_s=0.1)
+        built.bullmq_counts()
+    source.close()
+    stall = find_stall(samples, window_s=0.4)
+    jobs = run_jobs(samples)
+    after_last_due = drain(samples, load_stopped_s=0.9)
+    assert after_last_due is not None
+    if consumer:
+        assert stall is None, stall
+        assert jobs.completed == 15 and jobs.failed == 0
+        assert after_last_due.drained and after_last_due.remaining == 0
+    else:
+        assert stall is not None
+        assert stall.at_s <= 0.4 + 0.9  # seen within a window of the jobs falling due
+        assert "with no job finished, 0 active" in stall.describe()
+        assert jobs.completed == 0
+        assert not after_last_due.drained and after_last_due.remaining == 15
+        assert samples[-1][1]["overdue"] == 15 and samples[-1][1]["waiting"] == 0

@@ -21,7 +21,7 @@ from loadkit.observe.bullmq import (
     discover,
 )
 from loadkit.observe.queue_metrics import Sample, drain, find_stall, run_jobs
-from loadkit.queue_sources import BullQueueSource
+from loadkit.observe.queue_sources import BullQueueSource
 
 QUEUE = "calls"
 _prefixes = itertools.count(1)

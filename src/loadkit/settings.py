@@ -119,13 +119,20 @@ class Settings(BaseSettings):
         default=endpoints.QUEUE_STATS,
         description="HTTP source: the path (under API_URL) answering the queue's counts as JSON.",
     )
-    queue_depth_fields: str = Field(
-        default="waiting",
+    queue_depth_fields: str | None = Field(
+        default=None,
         description="Comma-separated states summed into the queue depth (JSON fields of the "
-        "stats answer, or state names of the Redis keys), e.g. `waiting` or `waiting,delayed`.",
+        "stats answer, or names of the Redis reading), e.g. `waiting` or `waiting,delayed`. "
+        "Unset: work that is due and not being processed (Redis: `waiting` + `overdue`; HTTP: "
+        "`waiting` plus `prioritized`, `paused` and `overdue` where the answer has them).",
     )
-    bull_prefix: str = Field(default="bull", description="Redis source: Bull's key prefix.")
-    bull_queue: str = Field(default="calls", description="Redis source: the Bull queue's name.")
+    bull_prefix: str = Field(
+        default="bull",
+        description="Redis source: BullMQ's `prefix` option (the keys are `<prefix>:<queue>:*`).",
+    )
+    bull_queue: str = Field(
+        default="calls", description="Redis source: the BullMQ (or Bull) queue's name."
+    )
     queue_keys: str | None = Field(
         default=None,
         description="Redis source without Bull: `state=key,...` (e.g. "
@@ -188,7 +195,9 @@ class Settings(BaseSettings):
 
     @field_validator("queue_depth_fields")
     @classmethod
-    def _check_depth_fields(cls, value: str) -> str:
+    def _check_depth_fields(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         names = [name.strip() for name in value.split(",") if name.strip()]
         if not names:
             raise ValueError("names no field")
@@ -246,9 +255,10 @@ class Settings(BaseSettings):
         return self.redis_url.get_secret_value() if self.redis_url else None
 
     @property
-    def queue_depth_field_names(self) -> tuple[str, ...]:
-        """``queue_depth_fields`` as names: the states whose counts add up to the depth."""
-        return tuple(self.queue_depth_fields.split(","))
+    def queue_depth_field_names(self) -> tuple[str, ...] | None:
+        """``queue_depth_fields`` as names: the states whose counts add up to the depth; None
+        for the source's own definition of depth (work that is due and not being processed)."""
+        return tuple(self.queue_depth_fields.split(",")) if self.queue_depth_fields else None
 
     @property
     def queue_key_map(self) -> dict[str, tuple[str, ...]] | None:

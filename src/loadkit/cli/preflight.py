@@ -7,7 +7,10 @@ in one line each, and ``loadkit run`` runs them first:
 * the API answers ``GET /health`` with 200 and ``{"status": "ok"}``;
 * the API key is accepted by an authenticated, cheap GET (the queue stats path);
 * Redis answers ``PING``, when ``REDIS_URL`` is set (the guide: "Ensure Redis is running");
-* the queue depth source can be read, when queue sampling is on.
+* the queue depth source can be read, when queue sampling is on; for a BullMQ queue in Redis
+  the line names its version (``meta.version``) and says when it is paused, and a queue with no
+  keys at the configured prefix/name while Redis holds ``*:<queue>:meta`` elsewhere fails with
+  the prefix to set (a wrong prefix would otherwise read as an idle queue: depth 0, passing).
 
 A check that depends on a failed one is reported as not checked, not as a second failure.
 No line ever holds the API key, and URLs are shown with any password masked.
@@ -26,7 +29,9 @@ from loadkit.core.reasons import short_reason
 from loadkit.core.redact import mask
 from loadkit.core.redis_url import display_url
 from loadkit.endpoints import HEALTH
+from loadkit.observe.bullmq import Discovery, QueueState
 from loadkit.observe.queue_sources import (
+    BullQueueSource,
     QueueSource,
     QueueSourceError,
     RedisQueueSource,
@@ -158,7 +163,7 @@ def _check_queue_source(
     if source is None:
         return  # sampling is off: nothing to check
     try:
-        if isinstance(source, RedisQueueSource):
+        if isinstance(source, RedisQueueSource | BullQueueSource):
             if redis_ok is False:
                 yield CheckLine(None, "queue depth not checked: Redis did not answer")
                 return
@@ -175,11 +180,66 @@ def _read_source(source: QueueSource) -> CheckLine:
         reading = source.read()
     except QueueSourceError as exc:
         return CheckLine(False, f"queue depth unreadable: {exc}")
+    if isinstance(source, BullQueueSource) and source.last_state is not None:
+        return _bull_line(source, source.last_state, reading)
     counts = ", ".join(f"{k} {v:g}" for k, v in reading.items() if k != "depth")
     text = f"queue depth readable: {source.description} (depth {reading['depth']:g}; {counts})"
     if isinstance(source, RedisQueueSource) and set(source.missing_keys) == set(source.all_keys):
         text += "; none of its keys exist yet: an idle queue, or check LOADKIT_BULL_PREFIX/QUEUE"
     return CheckLine(True, text)
+
+
+def _bull_line(source: BullQueueSource, state: QueueState, reading: dict[str, float]) -> CheckLine:
+    """The BullMQ queue's line: version, paused, the gauges; or where the queue really is."""
+    if state.keys_found == 0:
+        try:
+            found = source.discover()
+        except QueueSourceError as exc:
+            found = None
+            searched = f"; looking for it elsewhere failed: {exc}"
+        else:
+            searched = "" if found.complete else " (searched part of the keyspace)"
+        if found is not None and (found.same_queue or found.same_prefix):
+            return CheckLine(False, f"queue not found: {source.description}: {_where(found)}")
+        return CheckLine(
+            True,
+            f"queue depth readable: {source.description} (depth 0); none of its keys exist "
+            f"yet: an idle queue, or check LOADKIT_BULL_PREFIX/QUEUE{searched}",
+        )
+    meta = state.meta
+    version = meta.version or "no meta hash (Bull 3, or not written by BullMQ)"
+    counts = ", ".join(
+        f"{name} {reading[name]:g}"
+        for name in ("active", "delayed", "waiting-children", "completed", "failed")
+    )
+    text = (
+        f"queue depth readable: {source.description} ({version}; depth {reading['depth']:g}: "
+        f"waiting {state.waiting} + overdue {state.overdue}; {counts})"
+    )
+    if meta.paused:
+        text += "; PAUSED (meta.paused is set): no worker takes its jobs until it is resumed"
+    return CheckLine(True, text)
+
+
+def _where(found: Discovery) -> str:
+    """One clause naming the queues found instead, and the setting to change."""
+    parts = []
+    if found.same_queue:
+        if len(found.same_queue) == 1:
+            setting = f"set LOADKIT_BULL_PREFIX={found.same_queue[0]}"
+        else:
+            setting = "set LOADKIT_BULL_PREFIX to one of them"
+        parts.append(f"Redis holds this queue under prefix {_names(found.same_queue)} ({setting})")
+    if found.same_prefix:
+        parts.append(
+            f"other queues under this prefix: {_names(found.same_prefix)} (set LOADKIT_BULL_QUEUE)"
+        )
+    return "; ".join(parts)
+
+
+def _names(names: tuple[str, ...], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _get(

@@ -1,8 +1,14 @@
 """Where a queue-depth reading comes from: the platform's stats endpoint, or its Redis keys.
 
-A reading is a flat mapping of numbers: ``depth`` (the sum of the configured states) plus every
-other count the source knows (``waiting``, ``active``, ``delayed``, ``failed``,
-``processing_rate_per_s``...), so the time series keeps the whole picture, not only the gauge.
+A reading is a flat mapping of numbers: ``depth`` first, then every other count the source
+knows (``waiting``, ``overdue``, ``active``, ``delayed``, ``failed``, ``processing_rate_per_s``...),
+so the time series keeps the whole picture, not only the gauge.
+
+The depth is :data:`DEPTH_MEANING`. From a BullMQ queue in Redis that is ``waiting`` +
+``overdue`` (``observe.bullmq``); from a stats answer shaped like BullMQ's ``getJobCounts()``
+it is ``waiting`` plus ``prioritized``, ``paused`` and ``overdue`` where the answer has them,
+since BullMQ counts those apart from ``waiting``. ``LOADKIT_QUEUE_DEPTH_FIELDS`` replaces that
+definition with a sum of named fields.
 
 Neither source goes through Locust's client: a sample is the kit watching, not load, and must
 not show up in the request statistics. A failed reading raises :class:`QueueSourceError` with a
@@ -18,12 +24,32 @@ import requests
 
 from loadkit.core.reasons import short_reason
 from loadkit.core.redis_url import display_url
+from loadkit.observe.bullmq import (
+    GAUGE_NAMES,
+    Discovery,
+    QueueAddress,
+    QueueLayoutError,
+    QueueReader,
+    QueueState,
+    discover,
+)
 from loadkit.settings import QueueSourceKind, Settings
 
 Reading = dict[str, float]
 #: A sample must not hang the sampler: well under a few intervals, whatever the request timeout.
 MAX_SAMPLE_TIMEOUT_S: Final = 2.0
 DEPTH: Final = "depth"
+#: What the depth is, in one sentence, wherever it is shown.
+DEPTH_MEANING: Final = (
+    "queue depth = work that is due and not being processed: jobs waiting for a worker "
+    "plus delayed jobs whose due time has passed (overdue)"
+)
+#: The BullMQ source's depth: its ``waiting`` already holds the prioritized and paused jobs.
+BULL_DEPTH_FIELDS: Final = ("waiting", "overdue")
+#: The HTTP source's depth, unless told otherwise: ``waiting``, plus these where the answer has
+#: them (BullMQ's ``getJobCounts()`` reports ``prioritized`` and ``paused`` apart from ``waiting``).
+HTTP_DEPTH_FIELDS: Final = ("waiting",)
+HTTP_OPTIONAL_DEPTH_FIELDS: Final = ("prioritized", "paused", "overdue")
 
 #: How to count a key of each Redis type (Bull: lists and sorted sets; older Bull: sets).
 LENGTH_COMMANDS: Final = {"list": "LLEN", "zset": "ZCARD", "set": "SCARD", "stream": "XLEN"}
@@ -54,7 +80,8 @@ class HttpQueueSource:
     """``GET <API_URL><path>`` with the API key; the JSON answer's numbers are the reading.
 
     Nested objects are flattened with dots (``{"counts": {"waiting": 3}}`` → ``counts.waiting``),
-    so a platform whose stats are nested can still name its fields.
+    so a platform whose stats are nested can still name its fields. ``depth_fields`` None: the
+    depth is ``waiting`` plus ``prioritized``, ``paused`` and ``overdue`` where present.
     """
 
     def __init__(
@@ -62,14 +89,15 @@ class HttpQueueSource:
         base_url: str | Callable[[], str | None],
         *,
         path: str,
-        depth_fields: Sequence[str],
+        depth_fields: Sequence[str] | None = None,
         headers: Mapping[str, str],
         timeout_s: float = MAX_SAMPLE_TIMEOUT_S,
         verify_tls: bool = True,
     ) -> None:
         self._base_url = base_url
         self._path = path
-        self._depth_fields = tuple(depth_fields)
+        self._depth_fields = HTTP_DEPTH_FIELDS if depth_fields is None else tuple(depth_fields)
+        self._optional_fields = HTTP_OPTIONAL_DEPTH_FIELDS if depth_fields is None else ()
         self._headers = dict(headers)
         self._timeout_s = timeout_s
         self._verify_tls = verify_tls
@@ -109,7 +137,12 @@ class HttpQueueSource:
             raise QueueSourceError(f"GET {self._path}: the answer is not JSON") from None
         if not isinstance(payload, dict):
             raise QueueSourceError(f"GET {self._path}: the answer is not a JSON object")
-        return with_depth(flatten_numbers(payload), self._depth_fields, f"GET {self._path}")
+        return with_depth(
+            flatten_numbers(payload),
+            self._depth_fields,
+            f"GET {self._path}",
+            optional_fields=self._optional_fields,
+        )
 
     def close(self) -> None:
         if self._session is not None:
@@ -120,9 +153,11 @@ class HttpQueueSource:
 class RedisQueueSource:
     """The lengths of the queue's Redis keys, whatever their type (``TYPE``, then the count).
 
-    ``keys`` maps each state to the keys whose lengths add up to it (Bull's ``waiting`` is the
-    ``wait`` list plus ``paused`` plus BullMQ's ``prioritized`` set). A key that does not exist
-    counts 0: Redis deletes an empty list or set, so an idle queue has no keys at all.
+    For a queue laid out some other way than Bull's (``LOADKIT_QUEUE_KEYS``); a Bull or BullMQ
+    queue is read by :class:`BullQueueSource`, which also tells overdue jobs from later ones.
+    ``keys`` maps each state to the keys whose lengths add up to it. A key that does not exist
+    counts 0: Redis deletes an empty list or set, so an idle queue has no keys at all. The depth
+    is ``waiting`` unless ``depth_fields`` say otherwise.
     """
 
     def __init__(
@@ -130,10 +165,11 @@ class RedisQueueSource:
         url: str,
         keys: Mapping[str, Sequence[str]],
         *,
-        depth_fields: Sequence[str],
+        depth_fields: Sequence[str] | None = None,
         timeout_s: float = MAX_SAMPLE_TIMEOUT_S,
         label: str | None = None,
     ) -> None:
+        depth_fields = ("waiting",) if depth_fields is None else depth_fields
         unknown = [name for name in depth_fields if name not in keys]
         if unknown:
             raise QueueSourceError(
@@ -225,6 +261,87 @@ class RedisQueueSource:
         return self._client
 
 
+class BullQueueSource:
+    """A BullMQ (4+) or Bull 3 queue, read at one instant by :class:`QueueReader`.
+
+    The reading holds every gauge of :meth:`QueueState.gauges` (``overdue`` included); the depth
+    is ``waiting`` + ``overdue`` unless ``depth_fields`` name other gauges to add up.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        address: QueueAddress,
+        *,
+        depth_fields: Sequence[str] | None = None,
+        timeout_s: float = MAX_SAMPLE_TIMEOUT_S,
+    ) -> None:
+        fields = BULL_DEPTH_FIELDS if depth_fields is None else tuple(depth_fields)
+        unknown = [name for name in fields if name not in GAUGE_NAMES]
+        if unknown:
+            raise QueueSourceError(
+                f"depth field {unknown[0]!r} is not one of the BullMQ gauges "
+                f"({', '.join(GAUGE_NAMES)})"
+            )
+        self._url = url
+        self.address = address
+        self._depth_fields = fields
+        self._timeout_s = timeout_s
+        self._client: Any = None
+        self._reader: QueueReader | None = None
+        self.last_state: QueueState | None = None
+        """The state behind the last reading (meta: version, paused; ``keys_found``)."""
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        return f"BullQueueSource({self.description!r})"
+
+    @property
+    def description(self) -> str:
+        return f"Redis {display_url(self._url)} {self.address}"
+
+    def read(self) -> Reading:
+        import redis
+
+        try:
+            state = self._connect().read()
+        except redis.ConnectionError as exc:
+            raise QueueSourceError(
+                f"Redis unreachable at {display_url(self._url)}: {short_reason(exc)}"
+            ) from None
+        except redis.RedisError as exc:
+            raise QueueSourceError(
+                f"Redis at {display_url(self._url)}: {short_reason(exc)}"
+            ) from None
+        except QueueLayoutError as exc:
+            raise QueueSourceError(str(exc)) from None
+        self.last_state = state
+        return with_depth(state.gauges(), self._depth_fields, self.description)
+
+    def discover(self) -> Discovery:
+        """Other queues in this Redis (a bounded ``SCAN``): for a queue whose keys are missing."""
+        import redis
+
+        try:
+            return discover(self._connect().client, self.address)
+        except redis.RedisError as exc:
+            raise QueueSourceError(
+                f"Redis at {display_url(self._url)}: {short_reason(exc)}"
+            ) from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client.connection_pool.disconnect()
+            self._client = None
+            self._reader = None
+
+    def _connect(self) -> QueueReader:
+        if self._reader is None:
+            self._client = redis_client(self._url, self._timeout_s)
+            self._reader = QueueReader(self._client, self.address)
+        return self._reader
+
+
 def redis_client(url: str, timeout_s: float) -> Any:
     """A client that fails fast: no retries (the sampler tries again at the next tick)."""
     import redis
@@ -240,7 +357,8 @@ def redis_client(url: str, timeout_s: float) -> Any:
 
 
 def bull_keys(prefix: str, queue: str) -> dict[str, tuple[str, ...]]:
-    """Bull's and BullMQ's keys of ``queue``, by state.
+    """Bull's and BullMQ's keys of ``queue``, by state, for counting key lengths alone (no
+    overdue: :class:`BullQueueSource` reads these queues properly).
 
     Both keep ``wait``, ``paused`` and ``active`` as lists and ``delayed``, ``completed`` and
     ``failed`` as sorted sets; BullMQ (v4+) keeps jobs with a priority in the ``prioritized``
@@ -277,16 +395,14 @@ def source_from_settings(
             raise QueueSourceError("LOADKIT_QUEUE_SOURCE=redis needs REDIS_URL")
         keys = settings.queue_key_map
         if keys is None:
-            keys = bull_keys(settings.bull_prefix, settings.bull_queue)
-            label = f"{settings.bull_prefix}:{settings.bull_queue}:*"
-        else:
-            label = None
+            return BullQueueSource(
+                url,
+                QueueAddress(settings.bull_prefix, settings.bull_queue),
+                depth_fields=settings.queue_depth_field_names,
+                timeout_s=timeout_s,
+            )
         return RedisQueueSource(
-            url,
-            keys,
-            depth_fields=settings.queue_depth_field_names,
-            timeout_s=timeout_s,
-            label=label,
+            url, keys, depth_fields=settings.queue_depth_field_names, timeout_s=timeout_s
         )
     return HttpQueueSource(
         base_url if base_url is not None else settings.api_url,
@@ -312,13 +428,21 @@ def flatten_numbers(payload: Mapping[str, Any], prefix: str = "") -> Reading:
     return numbers
 
 
-def with_depth(counts: Reading, depth_fields: Sequence[str], where: str) -> Reading:
-    """``counts`` with ``depth`` = the sum of ``depth_fields`` first; a missing field fails."""
+def with_depth(
+    counts: Reading,
+    depth_fields: Sequence[str],
+    where: str,
+    *,
+    optional_fields: Sequence[str] = (),
+) -> Reading:
+    """``counts`` with ``depth`` first: the sum of ``depth_fields`` (a missing one fails) and of
+    those ``optional_fields`` that ``counts`` has."""
     missing = [name for name in depth_fields if name not in counts]
     if missing:
         known = ", ".join(sorted(counts)) or "none"
         raise QueueSourceError(f"{where}: no number {missing[0]!r} in the answer (has: {known})")
-    reading: Reading = {DEPTH: sum(counts[name] for name in depth_fields)}
+    summed = [*depth_fields, *(n for n in optional_fields if n in counts and n not in depth_fields)]
+    reading: Reading = {DEPTH: sum(counts[name] for name in summed)}
     reading.update((k, v) for k, v in counts.items() if k != DEPTH)
     return reading
 

@@ -240,7 +240,7 @@ MISTAKES = [
         _criterion(abort_on_fail="true", delay_abort_eval="30"),
         "criteria[1].delay_abort_eval",
         13,
-        "bad duration",
+        "say the unit",
     ),
     (_criterion(abort_on_fail='"yes"'), "criteria[1].abort_on_fail", 12, "valid boolean"),
     (

@@ -20,6 +20,7 @@ from locust.argument_parser import LocustArgumentParser
 from locust.util.load_locustfile import load_locustfile
 
 from loadkit import registry
+from loadkit.core.durations import DurationError, parse_duration
 from loadkit.core.plan import PlanError, resolve_stages
 from loadkit.core.profile_report import load_history, spike_report
 from loadkit.core.profiles import (
@@ -27,7 +28,6 @@ from loadkit.core.profiles import (
     Stage,
     constant,
     main_steady_window,
-    parse_duration,
     parse_stage,
     scale,
     steady_windows,
@@ -82,10 +82,16 @@ def test_parse_duration(text: str, seconds: float) -> None:
     ],
 )
 def test_parse_duration_rejects(text: str, why: str) -> None:
-    with pytest.raises(ProfileError, match=why) as info:
+    with pytest.raises(DurationError, match=why) as info:
         parse_duration(text)
     assert repr(text) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_one_duration_grammar_with_the_unit_required_where_k6_users_read_files() -> None:
+    assert parse_duration("1m30s", unit_required=True) == 90.0
+    with pytest.raises(DurationError, match="say the unit, e.g. '30s'"):
+        parse_duration("30", unit_required=True)
 
 
 def test_parse_stage() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from loadkit import registry
 from loadkit.core.arrival_schedule import ArrivalError, parse_max_in_flight, parse_rate
 from loadkit.core.baselines import load_baseline
+from loadkit.core.durations import DurationError, parse_duration
 from loadkit.core.plan import (
     DEFAULT_GRACEFUL_STOP_S,
     ArrivalSpec,
@@ -22,7 +23,7 @@ from loadkit.core.plan import (
     resolve_stages,
     scenario_baseline_path,
 )
-from loadkit.core.profiles import ProfileError, Stage, parse_duration
+from loadkit.core.profiles import ProfileError, Stage
 from loadkit.registry import ScenarioSpec
 
 
@@ -102,7 +103,7 @@ def _run_time(text: str | None) -> float | None:
         return None
     try:
         return check_duration(parse_duration(text))
-    except ProfileError as exc:
+    except (DurationError, ProfileError) as exc:
         raise UsageError(f"-t/--run-time: {exc}") from None
 
 

@@ -28,7 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from loadkit.core.profiles import ProfileError, parse_duration, split_stage_specs
+from loadkit.core.durations import DurationError, parse_duration
+from loadkit.core.profiles import ProfileError, split_stage_specs
 
 #: The default in-flight cap is this many seconds of the peak rate (k6 users size ``maxVUs``
 #: the same way: rate x the slowest iteration they want to tolerate) ...
@@ -91,7 +92,7 @@ def parse_rate_stage(spec: str) -> RateStage:
     duration_text, _, rate_text = text.partition(":")
     try:
         return RateStage(parse_duration(duration_text), parse_rate(rate_text, allow_zero=True))
-    except ProfileError as exc:
+    except (ProfileError, DurationError) as exc:
         raise ArrivalError(f"invalid rate stage {spec!r}: {exc}") from None
 
 

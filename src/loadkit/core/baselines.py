@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from loadkit import registry
+from loadkit.core.durations import parse_duration
 
 # ---------------------------------------------------------------------------------------------
 # Names: scenarios, profiles, requests, custom metrics. Everything validation accepts is here.
@@ -96,7 +97,6 @@ UNIT_PER_S: Final = "/s"
 UNIT_COUNT: Final = "count"
 
 _LATENCY_UNITS: Final = {"ms": Decimal(1), "s": Decimal(1000)}
-_DURATION_UNITS_S: Final = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60)}
 _NUMBER_RE: Final = re.compile(
     r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>.*?)\s*$"
 )
@@ -175,14 +175,6 @@ def _plain(raw: object, unit_name: str) -> tuple[float, str]:
     if unit not in ("", unit_name):
         raise ValueError(f"bad unit {unit!r} in {raw!r}: write a plain number ({unit_name})")
     return float(amount), unit_name
-
-
-def parse_duration_s(raw: object) -> float:
-    """``"30s"`` / ``"500ms"`` / ``"2m"`` -> seconds. A bare number is refused: say the unit."""
-    amount, unit = _split(raw)
-    if unit not in _DURATION_UNITS_S:
-        raise ValueError(f"bad duration {raw!r}: write e.g. '30s', '500ms' or '2m'")
-    return float(amount * _DURATION_UNITS_S[unit])
 
 
 def format_number(x: float) -> str:
@@ -299,7 +291,7 @@ class Criterion(BaseModel):
                     ("delay_abort_eval",), "only means something with abort_on_fail = true"
                 )
             try:
-                self._delay_s = parse_duration_s(self.delay_abort_eval)
+                self._delay_s = parse_duration(self.delay_abort_eval, unit_required=True)
             except ValueError as exc:
                 raise _KeyedError(("delay_abort_eval",), str(exc)) from None
         return self

@@ -20,9 +20,10 @@ cluster's limit is the per-process limit times the processes.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Final
+
+from loadkit.core.durations import DurationError, parse_duration
 
 USERS_MAX_PER_PROCESS: Final = 10_000
 """Concurrent users (or in-flight iterations) per generator process: ~300 MB of idle users;
@@ -53,28 +54,14 @@ def local_workers_max(cpu_count: int | None) -> int:
     return max(4, 2 * (cpu_count or 1))
 
 
-_TIMESPAN = re.compile(r"((?P<h>\d+)h)?((?P<m>\d+)m)?((?P<s>\d+)s)?")
-
-
-def parse_run_time(text: str) -> int:
-    """Whole seconds of a Locust run time (``20``, ``20s``, ``3m``, ``1h20m``, ``3h30m10s``).
-
-    Locust's own grammar (``locust.util.timespan.parse_timespan``, checked against it in the
-    tests), with two refusals it lacks: 0 (Locust reads it as "no limit") and anything negative.
-    Fractions (``2.5s``) are refused, as Locust refuses them.
-    """
-    raw = text
-    if re.fullmatch(r"\d+", raw):
-        seconds = int(raw)
-    else:
-        match = _TIMESPAN.fullmatch(raw)
-        if not raw or match is None or not any(match.groupdict().values()):
-            raise LimitError(
-                f"--run-time {text!r} is not a run time: whole seconds, minutes and hours "
-                "like 20, 20s, 3m, 1h20m (no fractions, no sign)"
-            )
-        parts = {k: int(v) for k, v in match.groupdict().items() if v}
-        seconds = parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+def parse_run_time(text: str) -> float:
+    """Seconds of a run time (``20``, ``20s``, ``3m``, ``1h20m``, ``2.5s``): the kit's one
+    duration grammar (``core.durations``), with the refusal Locust's lacks: 0 means "no limit"
+    to Locust, and a run must end by itself."""
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        raise LimitError(f"--run-time: {exc}") from None
     if seconds <= 0:
         raise LimitError(f"--run-time {text!r} has no end: give at least 1s")
     return seconds

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from loadkit.core.durations import DurationError, parse_duration
+
 #: Slack when comparing a time with a stage boundary: scaled durations carry float noise
 #: (0.3 + 0.3 + 0.3 = 0.8999999999999999), which must not end a profile early.
 BOUNDARY_EPSILON_S = 1e-9
@@ -55,44 +57,6 @@ def constant(users: int, duration_s: float) -> tuple[Stage, ...]:
     return (Stage(0.0, users), Stage(duration_s, users))
 
 
-_DURATION_TOKEN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a k6-style duration: ``30s``, ``1m``, ``1h30m``, ``250ms``, ``1.5s``, ``90``.
-
-    Units are ``ms``, ``s``, ``m``, ``h``, ``d`` and may be combined; a bare number is seconds
-    (as in Locust's ``--run-time``; note that k6 itself reads a unitless duration as ms).
-    """
-    raw = text.strip() if isinstance(text, str) else ""
-    if not raw:
-        raise ProfileError(f"invalid duration {text!r}: empty")
-    if raw.startswith("-"):
-        raise ProfileError(f"invalid duration {text!r}: must not be negative")
-    if _NUMBER.fullmatch(raw):
-        return float(raw)
-    total_s = 0.0
-    position = 0
-    while position < len(raw):
-        token = _DURATION_TOKEN.match(raw, position)
-        if token is None:
-            raise ProfileError(
-                f"invalid duration {text!r}: expected a number at {raw[position:]!r}"
-            )
-        number, unit = token.groups()
-        if not unit:
-            raise ProfileError(f"invalid duration {text!r}: missing unit after {number!r}")
-        if unit not in _UNIT_S:
-            raise ProfileError(
-                f"invalid duration {text!r}: unknown unit {unit!r} (use ms, s, m, h, d)"
-            )
-        total_s += float(number) * _UNIT_S[unit]
-        position = token.end()
-    return total_s
-
-
 def parse_stage(spec: str) -> Stage:
     """A :class:`Stage` from k6's ``--stage`` syntax ``DURATION:TARGET`` (``30s:10``)."""
     text = spec.strip()
@@ -103,7 +67,7 @@ def parse_stage(spec: str) -> Stage:
     duration_text, _, users_text = text.partition(":")
     try:
         duration_s = parse_duration(duration_text)
-    except ProfileError as exc:
+    except DurationError as exc:
         raise ProfileError(f"invalid stage {spec!r}: {exc}") from None
     users_text = users_text.strip()
     if not re.fullmatch(r"[+-]?\d+", users_text):

@@ -19,6 +19,11 @@ class FullSystemUser(PlatformUser):
 
     def on_start(self) -> None:
         self.recent_calls = RecentCalls()
+        # A shift starts with each thing once: schedule, look at the dashboard, retry. The mix
+        # below is random; this way even a one-user smoke run proves every request works.
+        self.schedule_call()
+        self.dashboard()
+        self.retry_call()
 
     @task(5)
     def schedule_call(self) -> None:

@@ -89,3 +89,18 @@ def test_preflight_command_exit_codes(platform) -> None:
     assert unnamed.stderr.strip() == (
         "loadkit: API_URL is not set (preflight checks a platform you name)"
     )
+
+
+def test_the_parent_process_never_imports_locust() -> None:
+    """``loadkit`` plans, checks and supervises; Locust (its runners, web UI, Flask and gevent's
+    monkey-patching) lives only in the child process that runs the plan."""
+    probe = (
+        "import sys, loadkit.cli.main, loadkit.cli.runner, loadkit.cli.preflight; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'flask', 'gevent')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from loadkit import endpoints
 from loadkit.core.profiles import Stage, constant
@@ -81,10 +81,16 @@ class ScenarioSpec:
     load: Users | Rate
     requests: tuple[str, ...]
     """Stats names the scenario records: the only request names its baseline may judge."""
+    locustfile_path: Path | None = None
+    """A locustfile of its own (a registry file's entry); None: ``locustfiles/<name>.py``."""
+    baseline_path: Path | None = None
+    """A baseline of its own (a registry file's entry); None: ``baselines/<name>.toml``."""
 
     @property
     def locustfile(self) -> Path:
-        """``locustfiles/<name>.py``, or the same name under ``LOADKIT_LOCUSTFILES_DIR``."""
+        """Its own file, else ``locustfiles/<name>.py`` (or under ``LOADKIT_LOCUSTFILES_DIR``)."""
+        if self.locustfile_path is not None:
+            return self.locustfile_path
         return locustfiles_dir() / f"{self.name}.py"
 
     @property
@@ -101,51 +107,50 @@ class ScenarioSpec:
         return self.load.rate_per_s if isinstance(self.load, Rate) else None
 
 
-SCENARIOS: Final[Mapping[str, ScenarioSpec]] = MappingProxyType(
-    {
-        s.name: s
-        for s in (
-            ScenarioSpec(
-                "health",
-                "liveness endpoint at the highest rate the generator can drive",
-                Users(20),
-                (endpoints.HEALTH_CHECK,),
+_scenarios: dict[str, ScenarioSpec] = {
+    s.name: s
+    for s in (
+        ScenarioSpec(
+            "health",
+            "liveness endpoint at the highest rate the generator can drive",
+            Users(20),
+            (endpoints.HEALTH_CHECK,),
+        ),
+        ScenarioSpec(
+            "bulk_import",
+            "concurrent CSV uploads of 1000 contacts, each followed to completion",
+            Users(10),
+            (
+                endpoints.CONTACTS_IMPORT_REQUEST,
+                endpoints.IMPORT_STATUS_REQUEST,
+                endpoints.IMPORT_PROCESSING_ROW,
             ),
-            ScenarioSpec(
-                "bulk_import",
-                "concurrent CSV uploads of 1000 contacts, each followed to completion",
-                Users(10),
-                (
-                    endpoints.CONTACTS_IMPORT_REQUEST,
-                    endpoints.IMPORT_STATUS_REQUEST,
-                    endpoints.IMPORT_PROCESSING_ROW,
-                ),
+        ),
+        ScenarioSpec(
+            "analytics",
+            "dashboard queries over varied ranges and campaigns (~100 rps)",
+            Users(20),
+            (endpoints.ANALYTICS_DASHBOARD_REQUEST,),
+        ),
+        ScenarioSpec(
+            "scheduling",
+            "calls scheduled at a steady arrival rate; the platform's queue must keep up",
+            Rate(50, "calls"),
+            (endpoints.SCHEDULE_CALL, endpoints.intended(endpoints.SCHEDULE_CALL)),
+        ),
+        ScenarioSpec(
+            "full_system",
+            "schedule, retry and dashboard mix with think time",
+            Users(100),
+            (
+                endpoints.SCHEDULE_CALL,
+                endpoints.RETRY_CALL,
+                endpoints.ANALYTICS_DASHBOARD_REQUEST,
             ),
-            ScenarioSpec(
-                "analytics",
-                "dashboard queries over varied ranges and campaigns (~100 rps)",
-                Users(20),
-                (endpoints.ANALYTICS_DASHBOARD_REQUEST,),
-            ),
-            ScenarioSpec(
-                "scheduling",
-                "calls scheduled at a steady arrival rate; the platform's queue must keep up",
-                Rate(50, "calls"),
-                (endpoints.SCHEDULE_CALL, endpoints.intended(endpoints.SCHEDULE_CALL)),
-            ),
-            ScenarioSpec(
-                "full_system",
-                "schedule, retry and dashboard mix with think time",
-                Users(100),
-                (
-                    endpoints.SCHEDULE_CALL,
-                    endpoints.RETRY_CALL,
-                    endpoints.ANALYTICS_DASHBOARD_REQUEST,
-                ),
-            ),
-        )
-    }
-)
+        ),
+    )
+}
+SCENARIOS: Final[Mapping[str, ScenarioSpec]] = MappingProxyType(_scenarios)
 
 
 def get_scenario(name: str) -> ScenarioSpec:
@@ -194,49 +199,65 @@ class ProfileSpec:
         return "".join(part.capitalize() for part in self.name.split("_")) + "Shape"
 
 
-PROFILES: Final[Mapping[str, ProfileSpec]] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            ProfileSpec(
-                "smoke",
-                constant(1, 30.0),
-                "One user for 30 s: the scenario runs end to end without errors.",
-                "k6 run --vus 1 --duration 30s",
-            ),
-            ProfileSpec(
-                "average",
-                constant(10, 300.0),
-                "Ten users for 5 min: latency and errors under normal daily load.",
-                "k6 run --vus 10 --duration 5m",
-            ),
-            ProfileSpec(
-                "stress",
-                constant(50, 600.0),
-                "Fifty users for 10 min: where latency or errors break down under heavy load.",
-                "k6 run --vus 50 --duration 10m",
-                report="stress",
-            ),
-            ProfileSpec(
-                "spike",
-                (Stage(30.0, 1), Stage(30.0, 100), Stage(30.0, 1)),
-                "1 -> 100 -> 1 users in 90 s: the system survives a sudden burst and recovers.",
-                "k6 run --stage 30s:1 --stage 30s:100 --stage 30s:1",
-                report="spike",
-            ),
-            ProfileSpec(
-                "soak",
-                constant(20, 3600.0),
-                "Twenty users for 1 h: no drift in latency, errors or memory over time.",
-                "k6 run --vus 20 --duration 1h",
-                report="soak",
-            ),
-        )
-    }
-)
+_profiles: dict[str, ProfileSpec] = {
+    p.name: p
+    for p in (
+        ProfileSpec(
+            "smoke",
+            constant(1, 30.0),
+            "One user for 30 s: the scenario runs end to end without errors.",
+            "k6 run --vus 1 --duration 30s",
+        ),
+        ProfileSpec(
+            "average",
+            constant(10, 300.0),
+            "Ten users for 5 min: latency and errors under normal daily load.",
+            "k6 run --vus 10 --duration 5m",
+        ),
+        ProfileSpec(
+            "stress",
+            constant(50, 600.0),
+            "Fifty users for 10 min: where latency or errors break down under heavy load.",
+            "k6 run --vus 50 --duration 10m",
+            report="stress",
+        ),
+        ProfileSpec(
+            "spike",
+            (Stage(30.0, 1), Stage(30.0, 100), Stage(30.0, 1)),
+            "1 -> 100 -> 1 users in 90 s: the system survives a sudden burst and recovers.",
+            "k6 run --stage 30s:1 --stage 30s:100 --stage 30s:1",
+            report="spike",
+        ),
+        ProfileSpec(
+            "soak",
+            constant(20, 3600.0),
+            "Twenty users for 1 h: no drift in latency, errors or memory over time.",
+            "k6 run --vus 20 --duration 1h",
+            report="soak",
+        ),
+    )
+}
+PROFILES: Final[Mapping[str, ProfileSpec]] = MappingProxyType(_profiles)
 
-#: Every name a baseline's ``profiles`` list may use: the named profiles and ``custom``.
-PROFILE_NAMES: Final = (*PROFILES, CUSTOM_PROFILE)
+
+class _ProfileNames(Sequence[str]):
+    """Every name a baseline's ``profiles`` list may use: the named profiles and ``custom``
+    (a live view: profiles added by a registry file count too)."""
+
+    def _names(self) -> tuple[str, ...]:
+        return (*_profiles, CUSTOM_PROFILE)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(_profiles) + 1
+
+    def __contains__(self, name: object) -> bool:
+        return name == CUSTOM_PROFILE or name in _profiles
+
+
+PROFILE_NAMES: Final = _ProfileNames()
 
 
 def get_profile(name: str) -> ProfileSpec:
@@ -244,3 +265,120 @@ def get_profile(name: str) -> ProfileSpec:
         return PROFILES[name]
     except KeyError:
         raise UnknownProfileError(unknown_name("profile", name, tuple(PROFILES))) from None
+
+
+# -- your own scenarios and profiles: a registry file ---------------------------------------------
+
+#: A TOML file (or several, separated by ``os.pathsep``) adding scenarios and profiles, so a team
+#: adds its own without editing the kit: ``[[scenario]]`` and ``[[profile]]`` tables with the
+#: same fields as the entries above (CONTRIBUTING.md shows one).
+REGISTRY_ENV: Final = "LOADKIT_REGISTRY"
+
+
+class RegistryFileError(ValueError):
+    """A registry file that cannot be used; the message is one line: ``file: key: problem``."""
+
+
+def load_registry_files(paths: str | None = None) -> list[Path]:
+    """Add the scenarios and profiles of ``LOADKIT_REGISTRY`` (or ``paths``); returns the files.
+
+    Called once by the ``loadkit`` command and by the kit's Locust plugin, before anything
+    reads the tables. Names may not repeat one the kit or another file already has.
+    """
+    text = os.environ.get(REGISTRY_ENV, "") if paths is None else paths
+    files = [Path(part) for part in text.split(os.pathsep) if part.strip()]
+    for path in files:
+        _load_registry_file(path)
+    return files
+
+
+def _load_registry_file(path: Path) -> None:
+    import tomllib
+
+    from loadkit.core.durations import DurationError
+    from loadkit.core.profiles import ProfileError, parse_stage
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RegistryFileError(f"{path}: cannot read the registry file: {exc.strerror}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RegistryFileError(f"{path}: not a TOML file: {exc}") from None
+    unknown = set(data) - {"scenario", "profile"}
+    if unknown:
+        raise RegistryFileError(
+            f"{path}: unknown table(s) {sorted(unknown)}: use [[scenario]], [[profile]]"
+        )
+    for i, entry in enumerate(data.get("scenario", [])):
+        where = f"{path}: scenario[{i}]"
+        spec = _scenario_entry(entry, path.parent, where)
+        if spec.name in _scenarios:
+            raise RegistryFileError(f"{where}.name: {spec.name!r} is already a scenario")
+        _scenarios[spec.name] = spec
+    for i, entry in enumerate(data.get("profile", [])):
+        where = f"{path}: profile[{i}]"
+        name = _text(entry, "name", where)
+        if name in _profiles or name == CUSTOM_PROFILE:
+            raise RegistryFileError(f"{where}.name: {name!r} is already a profile")
+        stages_text = entry.get("stages")
+        if not isinstance(stages_text, list) or not stages_text:
+            raise RegistryFileError(f'{where}.stages: a list of k6 stages, e.g. ["30s:10"]')
+        try:
+            stages = tuple(parse_stage(str(spec)) for spec in stages_text)
+        except (ProfileError, DurationError) as exc:
+            raise RegistryFileError(f"{where}.stages: {exc}") from None
+        report = entry.get("report")
+        if report not in (None, "spike", "soak", "stress"):
+            raise RegistryFileError(f"{where}.report: one of spike, soak, stress, not {report!r}")
+        k6 = " ".join(f"--stage {spec}" for spec in stages_text)
+        _profiles[name] = ProfileSpec(
+            name, stages, _text(entry, "purpose", where), str(entry.get("k6") or f"k6 run {k6}"),
+            report,
+        )  # fmt: skip
+
+
+def _scenario_entry(entry: dict[str, Any], folder: Path, where: str) -> ScenarioSpec:
+    name = _text(entry, "name", where)
+    if ("users" in entry) == ("rate_per_s" in entry):
+        raise RegistryFileError(f"{where}: give its default load as users or rate_per_s (one)")
+    load: Users | Rate
+    if "users" in entry:
+        users = entry["users"]
+        if not isinstance(users, int) or isinstance(users, bool) or users < 1:
+            raise RegistryFileError(f"{where}.users: a whole number >= 1, not {users!r}")
+        load = Users(users)
+    else:
+        rate = entry["rate_per_s"]
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+            raise RegistryFileError(f"{where}.rate_per_s: a number > 0, not {rate!r}")
+        load = Rate(float(rate), str(entry.get("unit") or "iterations"))
+    requests = entry.get("requests")
+    if not isinstance(requests, list) or not all(isinstance(r, str) and r for r in requests):
+        raise RegistryFileError(f'{where}.requests: the stats names it records, e.g. ["GET /x"]')
+    locustfile = folder / str(entry.get("locustfile") or f"{name}.py")
+    if not locustfile.is_file():
+        raise RegistryFileError(f"{where}.locustfile: {locustfile} does not exist")
+    baseline = entry.get("baseline")
+    return ScenarioSpec(
+        name, _text(entry, "purpose", where), load, tuple(requests),
+        locustfile_path=locustfile,
+        baseline_path=folder / str(baseline) if baseline else None,
+    )  # fmt: skip
+
+
+def _text(entry: dict[str, Any], key: str, where: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryFileError(f"{where}.{key}: missing (a non-empty string)")
+    return value.strip()
+
+
+#: Why ``LOADKIT_REGISTRY`` could not be loaded, if it could not: the command and the plugin
+#: report it in one line (exit 2) before anything runs. The files are read when this module is
+#: first imported, so every process of a run (the parent, the master, each worker, the web UI's
+#: class picker) sees the same tables.
+LOAD_ERROR: RegistryFileError | None = None
+try:
+    load_registry_files()
+except RegistryFileError as _exc:
+    LOAD_ERROR = _exc

@@ -271,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from loadkit.platform.server import main as platform_main
 
         return platform_main(args_list[1:] + locust_extra, prog="loadkit target")
+    if registry.LOAD_ERROR is not None:
+        say(str(registry.LOAD_ERROR))
+        return EXIT_INVALID
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "scenarios":

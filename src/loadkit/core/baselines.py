@@ -42,7 +42,7 @@ from loadkit.core.durations import parse_duration
 
 #: Scenario and profile names come from the registry (the only list of them); ``custom`` is the
 #: profile of ad-hoc ``--stage`` runs.
-SCENARIOS: Final = tuple(registry.SCENARIOS)
+SCENARIOS: Final = registry.SCENARIOS
 PROFILES: Final = registry.PROFILE_NAMES
 
 #: What a criterion's ``request`` says to mean the scenario's HTTP aggregate (all HTTP requests,
@@ -494,10 +494,12 @@ def baselines_dir() -> Path:
 
 
 def default_baseline_path(scenario: str) -> Path:
-    """Where ``scenario``'s baseline lives: ``<baselines_dir>/<scenario>.toml``."""
+    """Where ``scenario``'s baseline lives: its registry entry's own file, else
+    ``<baselines_dir>/<scenario>.toml``."""
     if scenario not in SCENARIOS:
         raise BaselineError("<baselines>", "scenario", _unknown("scenario", scenario, SCENARIOS))
-    return baselines_dir() / f"{scenario}.toml"
+    own = registry.SCENARIOS[scenario].baseline_path
+    return own if own is not None else baselines_dir() / f"{scenario}.toml"
 
 
 #: A baseline is a page of thresholds; a file this large is something else (and its errors

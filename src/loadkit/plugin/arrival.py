@@ -47,7 +47,7 @@ from locust import FastHttpUser, TaskSet, User
 from locust.env import Environment
 from locust.exception import StopTest, StopUser
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
-from locust.user.users import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
+from locust.user.users import LOCUST_STATE_RUNNING
 
 from loadkit import registry
 from loadkit.core.arrival_schedule import (
@@ -293,10 +293,10 @@ class _Executor:
                 self.vacant = False
                 logger.info("loadkit: %d iterations skipped while no user ran", skipped)
             while self.driver is not None:
-                user._state = LOCUST_STATE_WAITING  # a graceful stop kills a waiter at once
+                locust_adapter.mark_waiting(user)  # a graceful stop kills a waiter at once
                 self.seat_free.clear()
                 self.seat_free.wait()
-                user._state = LOCUST_STATE_RUNNING
+                locust_adapter.mark_running(user)
             self.driver = user
             try:
                 self._drive(user)
@@ -312,7 +312,7 @@ class _Executor:
 
     def _drive(self, user: ArrivalRateUser) -> None:
         schedule, admission = self.schedule, self.admission
-        while user._state != LOCUST_STATE_STOPPING:
+        while not locust_adapter.is_stopping(user):
             for intended_s in schedule.due(self.elapsed_s()):
                 if admission.try_start():
                     self.iterations.start(_Iteration(self._iterate, user, intended_s))

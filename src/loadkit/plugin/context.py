@@ -73,6 +73,16 @@ def planned_run(environment: Any) -> RunPlan | None:
     return ctx.planned if ctx is not None else None
 
 
+def existing_context(environment: Any, extra: str) -> Any:
+    """``extras[extra]`` of ``environment``'s context if it has one (None before ``init``, or
+    for stand-in environments that cannot be weakly referenced)."""
+    try:
+        ctx = _contexts.get(environment)
+    except TypeError:
+        return None
+    return ctx.extras.get(extra) if ctx is not None else None
+
+
 def attach_context(environment: Environment, ctx: KitContext) -> KitContext:
     _contexts[environment] = ctx
     return ctx

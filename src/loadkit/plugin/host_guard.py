@@ -12,13 +12,14 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadkit.core.hosts import AllowList, AllowListError, HostNotAllowedError
+from loadkit.plugin.context import context_of, existing_context
 from loadkit.plugin.invalid_input import exit_invalid
 from loadkit.settings import Settings
 
 
 def allow_list_of(environment: Environment) -> AllowList:
     """The allow-list this process enforces (kept on the environment at ``init``)."""
-    allow = getattr(environment, "loadkit_allow_list", None)
+    allow = existing_context(environment, "allow_list")
     return allow if isinstance(allow, AllowList) else AllowList.of()
 
 
@@ -28,7 +29,7 @@ def install_host_guard(environment: Environment, settings: Settings) -> AllowLis
         allow = settings.allow_list()
     except AllowListError as exc:  # settings validate it; a hand-built Settings may not
         exit_invalid(str(exc))
-    environment.loadkit_allow_list = allow  # type: ignore[attr-defined]
+    context_of(environment).extras["allow_list"] = allow
     if isinstance(environment.runner, WorkerRunner):
         # Locust sets the host from the spawn message before test_start fires, and starts the
         # users after it: a refusal here sends nothing.

@@ -23,6 +23,7 @@ from typing import Any, Final
 from locust.env import Environment
 
 from loadkit.core.redact import Redactor, install_secret_filter, refresh_secret_filter, url_secrets
+from loadkit.plugin.context import context_of, existing_context
 from loadkit.plugin.locust_adapter import mask_errors_at_source
 from loadkit.settings import Settings
 
@@ -38,7 +39,7 @@ MAX_SCRUBBED_BYTES: Final = 200_000_000
 
 def redactor_of(environment: Environment) -> Redactor:
     """This process's redactor (an empty one, still masking URL passwords, before ``init``)."""
-    redactor = getattr(environment, "loadkit_redactor", None)
+    redactor = existing_context(environment, "redactor")
     return redactor if isinstance(redactor, Redactor) else Redactor()
 
 
@@ -47,7 +48,7 @@ def install_redaction(environment: Environment, settings: Settings) -> Redactor:
     options = environment.parsed_options
     out_urls = [str(spec).partition("=")[2] for spec in getattr(options, "out", None) or []]
     redactor = Redactor([*settings.secrets(), *(s for url in out_urls for s in url_secrets(url))])
-    environment.loadkit_redactor = redactor  # type: ignore[attr-defined]
+    context_of(environment).extras["redactor"] = redactor
     secret_filter = install_secret_filter(redactor)
     if environment.runner is not None:
         mask_errors_at_source(environment.stats, environment.runner, redactor.mask)

@@ -25,6 +25,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from loadkit import registry
 from loadkit.core.plan import PLAN_ENV, PlanError, RunPlan
 from loadkit.observe.queue_sources import QueueSourceError
 from loadkit.plugin import arrival
@@ -66,6 +67,8 @@ def _add_arguments(parser: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    if registry.LOAD_ERROR is not None:
+        exit_invalid(str(registry.LOAD_ERROR))
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -18,6 +18,7 @@ from typing import Final
 import gevent
 from locust.env import Environment
 
+from loadkit.plugin.context import context_of
 from loadkit.process_lifetime import OWNER_PID_ENV, owner_alive
 
 logger = logging.getLogger("loadkit")
@@ -37,7 +38,7 @@ def install_watchdog(environment: Environment) -> gevent.Greenlet | None:
         _stop(f"the loadkit process {owner} that started this one is gone")
         return None
     greenlet = gevent.spawn(_watch, parent_pid)
-    environment.loadkit_watchdog = greenlet  # type: ignore[attr-defined]
+    context_of(environment).extras["watchdog"] = greenlet
     return greenlet
 
 

@@ -38,6 +38,7 @@ from loadkit.core.limits import (
     check_limits,
     check_numbers,
 )
+from loadkit.plugin.context import context_of
 from loadkit.plugin.host_guard import allow_list_of
 from loadkit.plugin.redaction import redactor_of
 
@@ -52,9 +53,10 @@ MASKED_MIMETYPES: Final = ("text/", "application/json", "application/javascript"
 def install_web_guard(environment: Environment) -> bool:
     """Add the guards to this process's web UI, if it has one; True if installed."""
     web_ui = environment.web_ui
-    if web_ui is None or getattr(web_ui, "loadkit_guarded", False):
+    ctx = context_of(environment)
+    if web_ui is None or ctx.extras.get("web_guard"):
         return False
-    web_ui.loadkit_guarded = True
+    ctx.extras["web_guard"] = True
     app = web_ui.app
     own_names = _own_host_names(environment)
 

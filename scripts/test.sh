@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian/Ubuntu machine, then runs them.
-# Idempotent: a second run reuses the virtualenv and skips what is installed.
+# Idempotent: a second run reuses the virtualenv and skips what is installed. apt waits for a
+# dpkg lock another installer holds (up to 15 min) instead of failing at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,16 +13,18 @@ command -v influxd >/dev/null || missing+=(influxdb)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+        "${missing[@]}" >/dev/null
 fi
 
 # Real BullMQ (v4, v5 and v6 side by side, pinned by the lockfile) for the queue tests: Node 20+.
 if ! command -v npm >/dev/null; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+        nodejs npm >/dev/null
 fi
 (cd tests/fixtures/bullmq && npm ci --no-audit --no-fund --loglevel=error </dev/null)
 

@@ -77,7 +77,7 @@ class PlatformConfig:
 def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the platform's flags to ``parser`` (shared by ``python -m loadkit.platform`` and
     ``loadkit target``); turn the result into settings with :func:`config_from_args`."""
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--allow-non-loopback",
         action="store_true",
@@ -85,7 +85,7 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
         "network (docker-compose.yml), where the load generator reaches the platform through "
         "the container's interface; never on a shared host",
     )
-    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     parser.add_argument(
         "--api-key",
         help=f"the API key clients must send (default: ${API_KEY_ENV}, else a random one that "

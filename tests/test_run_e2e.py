@@ -7,6 +7,7 @@ reported, plus at most one in-flight request per user that the end of the run cu
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -234,3 +235,35 @@ def test_sigterm_still_writes_results_and_an_interrupted_verdict(
     assert verdict["interrupted"] is True
     assert verdict["passed"] is False
     assert verdict["totals"]["requests"] > 0
+
+
+def test_a_target_that_stops_answering_ends_the_run_with_a_verdict_saying_so(
+    tmp_path: Path,
+) -> None:
+    """The platform dies mid-run: instead of sending thousands of refused requests a second
+    until -t runs out, the run ends (aborted) once nothing answered for the configured time."""
+    with start_platform(TEST_API_KEY) as platform:
+        env = kit_env(platform.url, LOADKIT_ABORT_WHEN_UNREACHABLE_S="2")
+        command = [sys.executable, "-m", "loadkit.cli.main", "run", "health", "-u", "2",
+                   "-t", "60s", "--skip-preflight", "--results", str(tmp_path)]  # fmt: skip
+        run = subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            deadline_s = time.monotonic() + 20
+            while platform.counters()["total"] < 200:
+                assert time.monotonic() < deadline_s, "no load reached the platform"
+                time.sleep(0.1)
+            platform.process.kill()
+            killed_at_s = time.monotonic()
+            output, _ = run.communicate(timeout=40)
+            ended_after_s = time.monotonic() - killed_at_s
+        finally:
+            run.kill()
+    assert run.returncode == 1, output
+    assert ended_after_s < 15, f"the run went on for {ended_after_s:.1f} s after the target died"
+    verdict = json.loads(next(tmp_path.glob("*/verdict.json")).read_text())
+    assert verdict["state"] == "aborted"
+    assert verdict["state_reason"].startswith("the target stopped answering: no response for")
+    assert "connection refused" in verdict["state_reason"]

@@ -125,6 +125,47 @@ def test_a_sampler_that_never_succeeded_has_no_data() -> None:
     assert sampler.errors == 3
 
 
+class CountingDown:
+    """Depth 3, 2, 1, 0, 0 ... one step per reading."""
+
+    description = "countdown"
+
+    def __init__(self, start: int) -> None:
+        self.depth = start + 1
+
+    def read(self) -> Reading:
+        self.depth = max(0, self.depth - 1)
+        return {"depth": self.depth}
+
+    def close(self) -> None:
+        pass
+
+
+def test_drain_goes_on_until_nothing_is_due() -> None:
+    sampler = QueueSampler(CountingDown(3), 0.02)
+    sampler.sample_once()  # a reading during the load
+    sampler.end_of_load()
+    assert sampler.load_ended_s is not None
+    sampler.drain(5.0)
+    depths = [reading["depth"] for _, reading in sampler.samples]
+    assert depths == [3, 2, 1, 0]  # stopped at the first empty reading, not at the bound
+    assert [r["depth"] for _, r in sampler.load_samples] == [3, 2]
+    assert sampler.samples[-1][0] - sampler.load_ended_s < 1.0
+
+
+def test_drain_stops_at_its_bound_or_when_cut() -> None:
+    sampler = QueueSampler(ListSource([{"depth": 9}] * 500), 0.05)
+    sampler.sample_once()
+    sampler.end_of_load()
+    started_s = time.monotonic()
+    sampler.drain(0.3)
+    assert 0.25 <= time.monotonic() - started_s < 1.0
+    assert sampler.samples[-1][0] - sampler.load_ended_s == pytest.approx(0.3, abs=0.06)
+    before = len(sampler.samples)
+    sampler.drain(30.0, cut=lambda: True)
+    assert len(sampler.samples) == before
+
+
 def test_series_file_is_one_json_object_per_sample(tmp_path: Path) -> None:
     clock = FakeClock()
     sampler = QueueSampler(

@@ -63,6 +63,9 @@ class CustomMetric:
     ``COUNTER_METRICS``)."""
 
 
+#: Gauges and counters named ``queue_*`` come from the platform's queue: a run judged on one
+#: needs the queue source readable (preflight), any other run may go without it.
+QUEUE_PREFIX: Final = "queue_"
 #: Gauges sampled during the run; a criterion judges one summary of the samples.
 GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
     {
@@ -368,6 +371,11 @@ class Criterion(BaseModel):
         if self.gauge is not None:
             return "gauge"
         return "counter" if self.counter is not None else "request"
+
+    @property
+    def reads_queue(self) -> bool:
+        """Whether judging it needs the platform's queue sampled (a ``queue_*`` subject)."""
+        return str(self.gauge or self.counter or "").startswith(QUEUE_PREFIX)
 
     @property
     def subject(self) -> str:

@@ -113,9 +113,13 @@ def describe_stall(stall: Stall, samples: Sequence[Sample]) -> str:
     active = "" if stall.active is None else f" ({format_number(stall.active)} active)"
     return (
         f"stalled consumer: {format_number(stall.due_after)} jobs due and not processed{detail} "
-        f"at {format_number(stall.at_s)} s, up from {format_number(stall.due_before)} at "
-        f"{format_number(stall.since_s)} s, with no job completed or failed in between{active}"
+        f"at {_s(stall.at_s)}, up from {format_number(stall.due_before)} at {_s(stall.since_s)}, "
+        f"with no job completed or failed in between{active}"
     )
+
+
+def _s(seconds: float) -> str:
+    return f"{format_number(round(seconds, 1))} s"
 
 
 def queue_report(

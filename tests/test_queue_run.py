@@ -149,3 +149,23 @@ def test_a_stall_named_from_a_reading_without_overdue() -> None:
         "stalled consumer: 8 jobs due and not processed at 5 s, up from 0 at 0 s, with no job "
         "completed or failed in between"
     )
+
+
+def test_each_source_says_what_its_depth_counts() -> None:
+    from loadkit.observe.bullmq import QueueAddress
+    from loadkit.observe.queue_sources import (
+        BullQueueSource,
+        HttpQueueSource,
+        RedisQueueSource,
+        depth_meaning_of,
+    )
+
+    address = QueueAddress("bull", "calls")
+    assert BullQueueSource("redis://127.0.0.1:1/0", address).depth_meaning == DEPTH_MEANING
+    http = HttpQueueSource("http://127.0.0.1:1", path="/s", headers={})
+    assert http.depth_meaning == DEPTH_MEANING
+    named = HttpQueueSource("http://x", path="/s", headers={}, depth_fields=("waiting", "delayed"))
+    assert named.depth_meaning == "queue depth = waiting + delayed (LOADKIT_QUEUE_DEPTH_FIELDS)"
+    keys = RedisQueueSource("redis://127.0.0.1:1/0", {"waiting": ("q:w",)})
+    assert "cannot tell overdue jobs" in keys.depth_meaning
+    assert depth_meaning_of(object()) == DEPTH_MEANING

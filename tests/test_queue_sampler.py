@@ -23,6 +23,7 @@ from locust.runners import WorkerRunner
 
 from loadkit.observe.queue_sampler import QueueSampler, nearest_rank, summarize
 from loadkit.observe.queue_sources import (
+    DEPTH_MEANING,
     HttpQueueSource,
     QueueSourceError,
     Reading,
@@ -360,11 +361,20 @@ def test_web_ui_shows_a_queue_tab_and_serves_the_series(web_locust: str) -> None
     assert queue["running"] is True
     assert queue["samples"] >= 3
     assert queue["source"] == "GET /api/queue/stats"
-    assert set(queue["summary"]["depth"]) == {"samples", "min", "max", "avg", "p95", "final"}
+    assert set(queue["summary"]["depth"]) == {
+        "samples", "min", "max", "avg", "p95", "final", "growth_per_s",
+    }  # fmt: skip
     assert {"t_s", "depth", "waiting"} <= set(queue["series"][0])
     stats = requests.get(web_locust + "/stats/requests", timeout=5).json()
     tab = [entry for entry in stats["extended_stats"] if entry["key"] == "loadkit-queue"]
     assert tab and tab[0]["data"][0]["name"] == "depth"
+    assert tab[0]["data"][0]["meaning"] == DEPTH_MEANING  # what depth means, where it shows
+    per_run = {row["name"]: row for row in tab[0]["data"][-3:]}
+    assert list(per_run) == [
+        "jobs completed this run", "jobs failed this run", "processing rate (jobs/s)",
+    ]  # fmt: skip
+    assert per_run["jobs completed this run"]["current"] == 0  # an idle queue: a delta of 0
+    assert per_run["processing rate (jobs/s)"]["current"] == 0
     csv_text = requests.get(web_locust + "/loadkit/queue.csv", timeout=5).text
     assert csv_text.splitlines()[0].startswith("t_s,depth,")
     assert requests.post(web_locust + "/stop", timeout=5).json()["success"]

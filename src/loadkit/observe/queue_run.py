@@ -27,12 +27,11 @@ from loadkit.observe.queue_metrics import (
     Stall,
     can_tell_progress,
     drain,
-    growth_per_s,
     run_jobs,
     window,
     worst_stall,
 )
-from loadkit.observe.queue_sampler import summarize
+from loadkit.observe.queue_sampler import summarize_field
 from loadkit.observe.queue_sources import DEPTH
 
 DEPTH_GAUGE: Final = "queue_depth"
@@ -51,27 +50,10 @@ STALLED: Final = "queue_stalled_jobs"
 STALL_SUBJECT: Final = f"counter {STALLED}"
 
 
-def gauge_summary(samples: Sequence[Sample], field: str) -> GaugeSummary:
-    """The summary of ``field`` over ``samples`` (``samples=0`` when none has it), with its
-    growth from the first reading to the last."""
-    summary = summarize([reading[field] for _, reading in samples if field in reading])
-    if summary.samples == 0:
-        return summary
-    return GaugeSummary(
-        samples=summary.samples,
-        min=summary.min,
-        max=summary.max,
-        avg=summary.avg,
-        p95=summary.p95,
-        final=summary.final,
-        growth_per_s=growth_per_s(samples, field),
-    )
-
-
 def queue_gauges(samples: Sequence[Sample]) -> dict[str, GaugeSummary]:
     """Every ``queue_*`` gauge the readings have a field for (``queue_depth`` always)."""
     return {
-        name: gauge_summary(samples, field)
+        name: summarize_field(samples, field)
         for name, field in GAUGE_FIELDS.items()
         if name == DEPTH_GAUGE or any(field in reading for _, reading in samples)
     }
@@ -137,8 +119,8 @@ def queue_report(
     """The queue's part of the verdict. ``load_ended_s`` is the sampler time of the reading
     taken when the load stopped (None while the load runs: no drain yet)."""
     load = list(samples) if load_ended_s is None else window(samples, None, load_ended_s)
-    depth = gauge_summary(load, DEPTH)
-    overdue = gauge_summary(load, "overdue")
+    depth = summarize_field(load, DEPTH)
+    overdue = summarize_field(load, "overdue")
     jobs = run_jobs(samples)
     paused = [reading["queue_paused"] for _, reading in samples if "queue_paused" in reading]
     stall = worst_stall(samples, window_s=stall_window_s)

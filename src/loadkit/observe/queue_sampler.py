@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,7 +24,7 @@ import gevent
 from gevent.event import Event
 
 from loadkit.core.verdict import GaugeSummary
-from loadkit.observe.queue_metrics import keep_draining
+from loadkit.observe.queue_metrics import growth_per_s, keep_draining
 from loadkit.observe.queue_sources import DEPTH, QueueSource, QueueSourceError, Reading
 
 logger = logging.getLogger("loadkit.queue")
@@ -66,6 +66,15 @@ def summarize(values: Sequence[float]) -> GaugeSummary:
         p95=nearest_rank(ordered, P95),
         final=float(values[-1]),
     )
+
+
+def summarize_field(samples: Sequence[Sample], field: str) -> GaugeSummary:
+    """:func:`summarize` of ``field`` over ``samples`` (those that have it), with its growth per
+    second from the first such reading to the last."""
+    summary = summarize([reading[field] for _, reading in samples if field in reading])
+    if summary.samples == 0:
+        return summary
+    return replace(summary, growth_per_s=growth_per_s(samples, field))
 
 
 class QueueSampler:
@@ -226,7 +235,7 @@ class QueueSampler:
 
     def summary(self, field: str = DEPTH) -> GaugeSummary:
         """The gauge summary of ``field`` (default the depth) over the whole series."""
-        return summarize(self.values(field))
+        return summarize_field(self._samples, field)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a page or a file needs, JSON-ready."""

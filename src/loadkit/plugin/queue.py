@@ -26,7 +26,7 @@ from loadkit.core.queue_report import QueueReport
 from loadkit.core.verdict import GaugeSummary
 from loadkit.observe import queue_run
 from loadkit.observe.queue_sampler import QueueSampler
-from loadkit.observe.queue_sources import DEPTH_MEANING, source_from_settings
+from loadkit.observe.queue_sources import depth_meaning_of, source_from_settings
 from loadkit.plugin.context import KitContext, context_of
 from loadkit.plugin.queue_web import register_queue_tab
 
@@ -146,7 +146,7 @@ def queue_inputs(environment: Environment) -> QueueInputs:
     report = queue_run.queue_report(
         samples,
         source=source.description,
-        depth_meaning=DEPTH_MEANING,
+        depth_meaning=depth_meaning_of(source),
         failed_samples=sampler.errors,
         load_ended_s=sampler.load_ended_s,
         drain_max_s=ctx.settings.queue_drain_max_s,

@@ -132,31 +132,35 @@ class QueueInputs:
     report: QueueReport | None = None
 
 
-def queue_inputs(environment: Environment) -> QueueInputs:
+def queue_inputs(environment: Environment, *, report: bool = True) -> QueueInputs:
     """The queue's gauges, counters (jobs, rates, the worst stall), the stall's explanation and
-    the report, from the series so far; empty when nothing samples."""
+    (unless ``report`` is False: an abort check needs none) the report, from the series so far;
+    empty when nothing samples."""
     ctx = context_of(environment)
     sampler = ctx.queue_sampler
     if sampler is None:
         return QueueInputs()
     samples = sampler.samples
     window_s = ctx.settings.queue_stall_window_s
+    return QueueInputs(
+        gauges=queue_run.queue_gauges(sampler.load_samples),
+        counters=queue_run.queue_counters(samples, stall_window_s=window_s),
+        explanations=queue_run.stall_explanations(samples, stall_window_s=window_s),
+        report=_report(ctx, sampler) if report else None,
+    )
+
+
+def _report(ctx: KitContext, sampler: QueueSampler) -> QueueReport:
     source = sampler.source
-    state = getattr(source, "last_state", None)
-    report = queue_run.queue_report(
-        samples,
+    state = getattr(source, "last_state", None)  # a BullMQ queue's: its meta names the version
+    return queue_run.queue_report(
+        sampler.samples,
         source=source.description,
         depth_meaning=depth_meaning_of(source),
         failed_samples=sampler.errors,
         load_ended_s=sampler.load_ended_s,
         drain_max_s=ctx.settings.queue_drain_max_s,
         drain_skipped=ctx.extras.get(DRAIN_SKIPPED, ""),
-        stall_window_s=window_s,
+        stall_window_s=ctx.settings.queue_stall_window_s,
         version=state.meta.version if state is not None else None,
-    )
-    return QueueInputs(
-        gauges=queue_run.queue_gauges(sampler.load_samples),
-        counters=queue_run.queue_counters(samples, stall_window_s=window_s),
-        explanations=queue_run.stall_explanations(samples, stall_window_s=window_s),
-        report=report,
     )

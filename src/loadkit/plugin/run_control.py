@@ -299,7 +299,7 @@ class RunControl:
 
         while True:
             gevent.sleep(ABORT_CHECK_INTERVAL_S)
-            queue = queue_inputs(self.environment)
+            queue = queue_inputs(self.environment, report=False)
             reason = watch.observe(
                 self.elapsed_s(),
                 self.measurement.collector.snapshot(),

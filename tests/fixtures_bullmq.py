@@ -8,8 +8,10 @@ would hide a wrong reading.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +57,44 @@ def bullmq_stats_server(major: int, redis_url: str, prefix: str, queue: str) -> 
     )
     try:
         yield f"http://127.0.0.1:{_json_line(process)['port']}"
+    finally:
+        _end(process)
+
+
+@dataclass
+class BullmqPlatform:
+    """``platform_server.mjs``: the kit's API with the calls in a real BullMQ queue."""
+
+    url: str
+    version: str
+    """``meta.version`` as BullMQ reports it (``bullmq:6.7.6``)."""
+
+    def bullmq_counts(self) -> dict[str, Any]:
+        """BullMQ's own ``getJobCounts()`` and metrics total, asked through the platform."""
+        with urllib.request.urlopen(self.url + "/_bullmq/counts", timeout=5) as answer:
+            counts: dict[str, Any] = json.load(answer)
+        return counts
+
+
+@contextmanager
+def bullmq_platform(
+    major: int, redis_url: str, prefix: str, queue: str, api_key: str, **options: Any
+) -> Iterator[BullmqPlatform]:
+    """A loopback platform whose ``POST /api/calls`` adds BullMQ jobs (see the script for
+    ``options``: ``worker``, ``delay_scale``); no ``worker`` is a stalled dialer."""
+    process = subprocess.Popen(
+        [node_binary(), "platform_server.mjs", str(major), redis_url, prefix, queue,
+         json.dumps(options)],
+        cwd=FIXTURE_DIR,
+        env={**os.environ, "API_KEY": api_key},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        ready = _json_line(process)
+        yield BullmqPlatform(f"http://127.0.0.1:{ready['port']}", ready["version"])
     finally:
         _end(process)
 

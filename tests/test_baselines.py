@@ -128,6 +128,36 @@ def test_gauge_and_counter_criteria() -> None:
     assert (counter.kind, counter.threshold) == ("counter", 0.0)
 
 
+def test_queue_rates_and_growth_are_per_second() -> None:
+    rate = _one(
+        'counter = "queue_jobs_completed"\nmetric = "rate"\nop = ">="\nvalue = "45/s"\n',
+        "scheduling",
+    )
+    assert (rate.threshold, rate.unit, rate.describe()) == (
+        45.0, "/s", "counter queue_jobs_completed rate >= 45/s",
+    )  # fmt: skip
+    growth = _one('gauge = "queue_overdue"\nmetric = "growth_per_s"\nop = "<="\nvalue = 0\n')
+    assert (growth.threshold, growth.unit) == (0.0, "/s")
+    stalled = _one('counter = "queue_stalled_jobs"\nmetric = "count"\nop = "<"\nvalue = 1\n')
+    assert (stalled.unit, stalled.describe()) == (
+        "jobs",
+        "counter queue_stalled_jobs count < 1 jobs",
+    )
+
+
+def test_a_counter_takes_only_its_own_metrics() -> None:
+    with pytest.raises(BaselineError) as caught:
+        _one('counter = "dropped_iterations"\nmetric = "rate"\nop = "<"\nvalue = 1\n')
+    assert caught.value.key_path == "criteria[0].metric"
+    assert "unknown metric 'rate' for a counter (known: count)" in caught.value.problem
+    with pytest.raises(BaselineError) as caught:
+        _one('counter = "queue_jobs_failed"\nmetric = "p95"\nop = "<"\nvalue = 1\n')
+    assert "known: count, rate" in caught.value.problem
+    with pytest.raises(BaselineError) as caught:
+        _one('gauge = "queue_overdue"\nmetric = "growth_per_s"\nop = "<"\nvalue = "3 jobs"\n')
+    assert "a rate is per second" in caught.value.problem
+
+
 def test_abort_delay_in_seconds() -> None:
     c = _one(
         'request = "total"\nmetric = "error_rate"\nop = "<"\nvalue = "50%"\n'
@@ -336,5 +366,9 @@ def test_line_numbers_survive_comments_and_blank_lines() -> None:
 
 
 def test_module_names_are_in_one_place() -> None:
-    assert set(baselines.GAUGES) == {"queue_depth"}
-    assert set(baselines.COUNTERS) == {"dropped_iterations"}
+    assert set(baselines.GAUGES) == {
+        "queue_depth", "queue_overdue", "queue_waiting", "queue_active", "queue_delayed",
+    }  # fmt: skip
+    assert set(baselines.COUNTERS) == {
+        "dropped_iterations", "queue_jobs_completed", "queue_jobs_failed", "queue_stalled_jobs",
+    }  # fmt: skip

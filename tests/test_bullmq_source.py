@@ -15,12 +15,13 @@ from fixtures_bullmq import bullmq_queue, bullmq_stats_server
 from fixtures_redis import RedisServer, redis_server  # noqa: F401 (fixture)
 
 from loadkit.cli.preflight import run_preflight
-from loadkit.endpoints import HEALTH, QUEUE_STATS
+from loadkit.endpoints import HEALTH, IMPORT_STATUS_REQUEST
 from loadkit.observe.queue_sources import BullQueueSource, HttpQueueSource, source_from_settings
 from loadkit.platform.launcher import RunningPlatform
 from loadkit.settings import Settings
 
 QUEUE = "calls"
+KEY_PROBE = IMPORT_STATUS_REQUEST
 _prefixes = itertools.count(1)
 
 
@@ -139,11 +140,25 @@ def test_run_stops_with_exit_2_before_any_load_on_a_wrong_prefix(
         LOADKIT_BULL_PREFIX="myapp",
         LOADKIT_BULL_QUEUE="outbound",
     )
-    result = run_kit(["health", "--profile", "smoke"], env, tmp_path)
+    # scheduling average is judged on the queue (queue_depth, queue_stalled_jobs): it needs it
+    result = run_kit(["scheduling", "--profile", "average"], env, tmp_path)
     assert result.exit_code == 2, result.output
     assert (
         f"✗ queue not found: Redis {redis_server.url} myapp:outbound:*: Redis holds this queue "
         f"under prefix {prefix} (set LOADKIT_BULL_PREFIX={prefix})"
     ) in result.output
     assert "preflight failed: nothing was sent" in result.output  # only preflight asked:
-    assert fresh_platform.counters()["requests"] == {f"GET {HEALTH}": 1, f"GET {QUEUE_STATS}": 1}
+    assert fresh_platform.counters()["requests"] == {f"GET {HEALTH}": 1, KEY_PROBE: 1}
+    # health is judged on no queue figure: the same mistake is one warning, and the run goes on
+    # without sampling (no series file, no failed samples all through the run)
+    fresh_platform.reset_counters()
+    result = run_kit(["health", "-u", "1", "-t", "1s"], env, tmp_path / "health")
+    assert result.exit_code == 0, result.output
+    warning = (
+        f"- queue not found: Redis {redis_server.url} myapp:outbound:*: Redis holds this queue "
+        f"under prefix {prefix} (set LOADKIT_BULL_PREFIX={prefix}); no criterion of health "
+        "custom reads the queue: the run goes on without sampling it"
+    )
+    assert result.output.count(warning) == 1, result.output
+    assert result.run_dir is not None and not (result.run_dir / "queue_depth.jsonl").exists()
+    assert "queue depth sample failed" not in result.output

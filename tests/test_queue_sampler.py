@@ -23,6 +23,7 @@ from locust.runners import WorkerRunner
 
 from loadkit.observe.queue_sampler import QueueSampler, nearest_rank, summarize
 from loadkit.observe.queue_sources import (
+    DEPTH_MEANING,
     HttpQueueSource,
     QueueSourceError,
     Reading,
@@ -123,6 +124,47 @@ def test_a_sampler_that_never_succeeded_has_no_data() -> None:
         assert sampler.sample_once() is False
     assert sampler.summary().samples == 0
     assert sampler.errors == 3
+
+
+class CountingDown:
+    """Depth 3, 2, 1, 0, 0 ... one step per reading."""
+
+    description = "countdown"
+
+    def __init__(self, start: int) -> None:
+        self.depth = start + 1
+
+    def read(self) -> Reading:
+        self.depth = max(0, self.depth - 1)
+        return {"depth": self.depth}
+
+    def close(self) -> None:
+        pass
+
+
+def test_drain_goes_on_until_nothing_is_due() -> None:
+    sampler = QueueSampler(CountingDown(3), 0.02)
+    sampler.sample_once()  # a reading during the load
+    sampler.end_of_load()
+    assert sampler.load_ended_s is not None
+    sampler.drain(5.0)
+    depths = [reading["depth"] for _, reading in sampler.samples]
+    assert depths == [3, 2, 1, 0]  # stopped at the first empty reading, not at the bound
+    assert [r["depth"] for _, r in sampler.load_samples] == [3, 2]
+    assert sampler.samples[-1][0] - sampler.load_ended_s < 1.0
+
+
+def test_drain_stops_at_its_bound_or_when_cut() -> None:
+    sampler = QueueSampler(ListSource([{"depth": 9}] * 500), 0.05)
+    sampler.sample_once()
+    sampler.end_of_load()
+    started_s = time.monotonic()
+    sampler.drain(0.3)
+    assert 0.25 <= time.monotonic() - started_s < 1.0
+    assert sampler.samples[-1][0] - sampler.load_ended_s == pytest.approx(0.3, abs=0.06)
+    before = len(sampler.samples)
+    sampler.drain(30.0, cut=lambda: True)
+    assert len(sampler.samples) == before
 
 
 def test_series_file_is_one_json_object_per_sample(tmp_path: Path) -> None:
@@ -319,11 +361,20 @@ def test_web_ui_shows_a_queue_tab_and_serves_the_series(web_locust: str) -> None
     assert queue["running"] is True
     assert queue["samples"] >= 3
     assert queue["source"] == "GET /api/queue/stats"
-    assert set(queue["summary"]["depth"]) == {"samples", "min", "max", "avg", "p95", "final"}
+    assert set(queue["summary"]["depth"]) == {
+        "samples", "min", "max", "avg", "p95", "final", "growth_per_s",
+    }  # fmt: skip
     assert {"t_s", "depth", "waiting"} <= set(queue["series"][0])
     stats = requests.get(web_locust + "/stats/requests", timeout=5).json()
     tab = [entry for entry in stats["extended_stats"] if entry["key"] == "loadkit-queue"]
     assert tab and tab[0]["data"][0]["name"] == "depth"
+    assert tab[0]["data"][0]["meaning"] == DEPTH_MEANING  # what depth means, where it shows
+    per_run = {row["name"]: row for row in tab[0]["data"][-3:]}
+    assert list(per_run) == [
+        "jobs completed this run", "jobs failed this run", "processing rate (jobs/s)",
+    ]  # fmt: skip
+    assert per_run["jobs completed this run"]["current"] == 0  # an idle queue: a delta of 0
+    assert per_run["processing rate (jobs/s)"]["current"] == 0
     csv_text = requests.get(web_locust + "/loadkit/queue.csv", timeout=5).text
     assert csv_text.splitlines()[0].startswith("t_s,depth,")
     assert requests.post(web_locust + "/stop", timeout=5).json()["success"]

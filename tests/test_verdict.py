@@ -319,6 +319,86 @@ def test_unsampled_gauge_and_missing_counter_are_no_data() -> None:
     assert evaluate({}, b, profile="stress", gauges=empty).results[0].status == "no data"
 
 
+QUEUE_RUN = """
+[[criteria]]
+counter = "queue_jobs_completed"
+metric = "rate"
+op = ">="
+value = "40/s"
+
+[[criteria]]
+counter = "queue_jobs_failed"
+metric = "count"
+op = "<="
+value = 0
+
+[[criteria]]
+gauge = "queue_overdue"
+metric = "growth_per_s"
+op = "<="
+value = "0.5/s"
+
+[[criteria]]
+counter = "queue_stalled_jobs"
+metric = "count"
+op = "<"
+value = 1
+abort_on_fail = true
+"""
+
+STALL = "stalled consumer: 21 jobs due and not processed (21 overdue, 0 waiting) at 6 s"
+
+
+def test_queue_rates_counts_growth_and_the_stall_explained() -> None:
+    b = baseline(QUEUE_RUN, scenario="scheduling")
+    overdue = GaugeSummary(samples=7, min=0, max=21, avg=9, p95=21, final=21, growth_per_s=3.5)
+    counters = {
+        "queue_jobs_completed": 0.0, "queue_jobs_completed.rate": 0.0,
+        "queue_jobs_failed": 2.0, "queue_stalled_jobs": 21.0,
+    }  # fmt: skip
+    verdict = evaluate(
+        {}, b, profile="average", gauges={"queue_overdue": overdue}, counters=counters,
+        explanations={"counter queue_stalled_jobs": STALL},
+    )  # fmt: skip
+    assert [r.status for r in verdict.results] == ["failed"] * 4
+    assert verdict.results[0].reason == "0/s, needs >= 40/s"
+    assert verdict.results[2].reason == "3.5/s, needs <= 0.5/s"
+    assert verdict.results[3].reason == f"21 jobs, needs < 1 jobs: {STALL}"
+    healthy = {**counters, "queue_jobs_completed.rate": 48.0, "queue_jobs_failed": 0.0}
+    healthy["queue_stalled_jobs"] = 0.0
+    calm = GaugeSummary(samples=7, min=0, max=1, avg=0, p95=1, final=0, growth_per_s=0.0)
+    verdict = evaluate(
+        {}, b, profile="average", gauges={"queue_overdue": calm}, counters=healthy,
+        explanations={"counter queue_stalled_jobs": STALL},  # only a failure shows it
+    )  # fmt: skip
+    assert [r.status for r in verdict.results] == ["passed"] * 4
+    assert verdict.results[3].reason == "0 jobs < 1 jobs"
+
+
+def test_queue_rate_or_growth_without_data() -> None:
+    b = baseline(QUEUE_RUN, scenario="scheduling")
+    one = GaugeSummary(samples=1, min=0, max=0, avg=0, p95=0, final=0, growth_per_s=None)
+    verdict = evaluate(
+        {}, b, profile="average", gauges={"queue_overdue": one}, counters={"queue_jobs_failed": 0}
+    )
+    assert [r.status for r in verdict.results] == ["no data", "passed", "no data", "no data"]
+    assert verdict.results[0].reason == "counter 'queue_jobs_completed' has no rate reported"
+    assert verdict.results[2].reason == "gauge 'queue_overdue' has no two samples apart in time"
+
+
+def test_a_stall_aborts_at_once_with_the_overdue_jobs_in_the_reason() -> None:
+    watch = AbortWatch(baseline(QUEUE_RUN, scenario="scheduling"), "average")
+    assert watch.observe(4.0, {}, counters={"queue_stalled_jobs": 0}) is None
+    reason = watch.observe(
+        6.0, {}, counters={"queue_stalled_jobs": 21},
+        explanations={"counter queue_stalled_jobs": STALL},
+    )  # fmt: skip
+    assert reason == (
+        "criteria[3] counter queue_stalled_jobs count < 1 jobs failed for 0 s "
+        f"(measured 21 jobs): {STALL}"
+    )
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_shipped_baselines_pass_a_healthy_run(scenario: str, profile: str) -> None:
@@ -327,7 +407,8 @@ def test_shipped_baselines_pass_a_healthy_run(scenario: str, profile: str) -> No
     rows = [row(name, p95_ms=5, rps=5000) for name in registry.SCENARIOS[scenario].requests]
     rows.append(row("Aggregated", p95_ms=5, rps=5000))
     gauges = {"queue_depth": GaugeSummary(samples=10, min=0, max=10, avg=5, p95=9, final=0)}
-    verdict = evaluate(metrics(*rows), b, profile=profile, gauges=gauges)
+    counters = {"queue_stalled_jobs": 0.0}
+    verdict = evaluate(metrics(*rows), b, profile=profile, gauges=gauges, counters=counters)
     assert verdict.passed, render_console(verdict)
 
 
@@ -422,6 +503,7 @@ DOCUMENTED_KEYS = {
     "criteria",
     "totals",
     "references",
+    "queue",
     "state",
     "state_reason",
     "live",

@@ -115,6 +115,20 @@ class Settings(BaseSettings):
     queue_sample_interval_s: float = Field(
         default=1.0, gt=0, le=3600, description="Seconds between two queue depth samples."
     )
+    queue_drain_max_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="After the load stops, go on sampling the queue until no work is due, for "
+        "at most this many seconds (0: no drain); the verdict reports the drain time.",
+    )
+    queue_stall_window_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="A stalled consumer: due work grew over this many seconds while no job "
+        "completed or failed (counter queue_stalled_jobs). Make it longer than one job takes.",
+    )
     queue_stats_path: str = Field(
         default=endpoints.QUEUE_STATS,
         description="HTTP source: the path (under API_URL) answering the queue's counts as JSON.",

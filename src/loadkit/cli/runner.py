@@ -27,14 +27,17 @@ from pydantic import SecretStr
 
 from loadkit import registry
 from loadkit.cli.planning import results_folder
-from loadkit.cli.preflight import run_preflight
+from loadkit.cli.preflight import Preflight, PreflightNeeds, check_platform, needs_of
 from loadkit.cli.profile_summary import profile_summary, write_profile_report
 from loadkit.cli.topology import Topology, run_processes
 from loadkit.core.lifecycle import RunState
 from loadkit.core.plan import PLAN_ENV, PLAN_FILE, RunPlan
 from loadkit.core.verdict import Totals, Verdict, Window
 from loadkit.results.verdict_files import render_console, write_junit_xml, write_verdict_json
-from loadkit.settings import Settings
+from loadkit.settings import ENV_PREFIX, QueueSourceKind, Settings
+
+#: The setting that turns queue sampling off in Locust's process.
+QUEUE_SOURCE_ENV: Final = f"{ENV_PREFIX}QUEUE_SOURCE"
 
 #: The kit's own shape files (``locust -f locustfile,<shape>``), inside the package.
 PLUGIN_DIR: Final = Path(__file__).resolve().parents[1] / "plugin"
@@ -104,11 +107,17 @@ def worker_command(scenario: str) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(registry.get_scenario(scenario).locustfile)]
 
 
-def child_env(url: str, key: str, plan_path: Path | None = None) -> dict[str, str]:
+def child_env(
+    url: str, key: str, plan_path: Path | None = None, *, sample_queue: bool = True
+) -> dict[str, str]:
+    """Locust's environment; ``sample_queue`` False (preflight could not read a queue the run
+    does not need) turns the queue sampler off, so it does not warn all through the run."""
     env = dict(os.environ)
     env.update({"API_URL": url, "API_KEY": key})
     if plan_path is not None:
         env[PLAN_ENV] = str(plan_path)
+    if not sample_queue:
+        env[QUEUE_SOURCE_ENV] = QueueSourceKind.OFF.value
     return env
 
 
@@ -131,7 +140,10 @@ def execute(
     run_dir = results_folder(settings.results_dir, plan.scenario, plan.profile, stamp)
     plan = plan.with_results_dir(run_dir)
     with SignalWatch() as signals:
-        if not launch.skip_preflight and not check_target(settings, url, key, announce):
+        checked = Preflight(True, True)
+        if not launch.skip_preflight:
+            checked = check_target(settings, url, key, announce, needs_of(plan))
+        if not checked.passed:
             if signals.received:
                 return _stopped_before_load(plan, run_dir, signals.received, "preflight", announce)
             return 2, None
@@ -144,7 +156,7 @@ def execute(
     code = run_processes(
         locust_command(plan, launch, url, run_dir),
         worker_commands(plan, launch),
-        child_env(url, key, plan_path),
+        child_env(url, key, plan_path, sample_queue=checked.sample_queue),
         logs,
     )
     if not (run_dir / VERDICT_FILE).exists():
@@ -157,13 +169,20 @@ def execute(
     return code, run_dir
 
 
-def check_target(settings: Settings, url: str, key: str, announce: Callable[[str], None]) -> bool:
-    """The preflight checks against the run's target, before any load; lines on stderr."""
+def check_target(
+    settings: Settings,
+    url: str,
+    key: str,
+    announce: Callable[[str], None],
+    needs: PreflightNeeds | None = None,
+) -> Preflight:
+    """The preflight checks the run ``needs`` against its target, before any load; lines on
+    stderr."""
     checked = settings.model_copy(update={"api_url": url, "api_key": SecretStr(key)})
-    if run_preflight(checked, out=sys.stderr, api_url=url):
-        return True
-    announce("preflight failed: nothing was sent (--skip-preflight runs anyway)")
-    return False
+    outcome = check_platform(checked, out=sys.stderr, api_url=url, needs=needs)
+    if not outcome.passed:
+        announce("preflight failed: nothing was sent (--skip-preflight runs anyway)")
+    return outcome
 
 
 def run_worker(plan_scenario: str, launch: Launch, announce: Callable[[str], None]) -> int:

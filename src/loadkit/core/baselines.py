@@ -58,31 +58,72 @@ class CustomMetric:
 
     unit: str
     description: str
+    metrics: tuple[str, ...] | None = None
+    """The metrics a criterion may ask of it; None: those of its kind (``GAUGE_METRICS`` or
+    ``COUNTER_METRICS``)."""
 
 
+#: Gauges and counters named ``queue_*`` come from the platform's queue: a run judged on one
+#: needs the queue source readable (preflight), any other run may go without it.
+QUEUE_PREFIX: Final = "queue_"
 #: Gauges sampled during the run; a criterion judges one summary of the samples.
 GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
     {
         "queue_depth": CustomMetric(
             "jobs",
-            "calls waiting in the platform's queue, sampled from its stats endpoint or Redis",
+            "work that is due and not being processed: waiting jobs plus overdue delayed ones "
+            "(docs/queue.md), sampled from the platform's stats endpoint or Redis",
         ),
+        "queue_overdue": CustomMetric(
+            "jobs", "delayed jobs whose due time has passed and that no worker has taken"
+        ),
+        "queue_waiting": CustomMetric(
+            "jobs", "jobs ready for a worker (BullMQ: wait + prioritized + paused)"
+        ),
+        "queue_active": CustomMetric("jobs", "jobs a worker has taken and not finished"),
+        "queue_delayed": CustomMetric("jobs", "delayed jobs not due yet"),
     }
 )
-#: Counters reported at the end of the run.
+#: Counters reported at the end of the run. A metric other than ``count`` is reported under
+#: :func:`counter_key`.
 COUNTERS: Final[Mapping[str, CustomMetric]] = MappingProxyType(
     {
         "dropped_iterations": CustomMetric(
             "iterations",
             "arrival-rate iterations not started because --max-in-flight were already running",
         ),
+        "queue_jobs_completed": CustomMetric(
+            "jobs",
+            "jobs the queue completed during the run (its drain included): `count`, or `rate` "
+            "per second, the processing rate",
+            ("count", "rate"),
+        ),
+        "queue_jobs_failed": CustomMetric(
+            "jobs",
+            "jobs that failed during the run (its drain included): `count`, or `rate` per second",
+            ("count", "rate"),
+        ),
+        "queue_stalled_jobs": CustomMetric(
+            "jobs",
+            "the most that due work grew within one stall window while no job completed or "
+            "failed (a stalled consumer); 0 when that never happened",
+        ),
     }
 )
 
 LATENCY_METRICS: Final = ("p50", "p90", "p95", "p99", "max", "avg", "min")
 REQUEST_METRICS: Final = (*LATENCY_METRICS, "error_rate", "rps", "count")
-GAUGE_METRICS: Final = ("max", "p95", "final", "min", "avg")
+GAUGE_METRICS: Final = ("max", "p95", "final", "min", "avg", "growth_per_s")
 COUNTER_METRICS: Final = ("count",)
+#: Metrics measured per second (a threshold such as ``"5/s"``), whatever their subject.
+PER_SECOND_METRICS: Final = frozenset({"rps", "rate", "growth_per_s"})
+
+
+def counter_key(counter: str, metric: str) -> str:
+    """Where a counter's ``metric`` is in the counters a run reports: ``count`` under the
+    counter's own name, any other under ``<name>.<metric>`` (``queue_jobs_completed.rate``)."""
+    return counter if metric == "count" else f"{counter}.{metric}"
+
 
 Op = Literal["<", "<=", ">", ">="]
 SubjectKind = Literal["request", "gauge", "counter"]
@@ -220,7 +261,8 @@ class Criterion(BaseModel):
     """A counter reported at the end of the run (see ``COUNTERS``), instead of a request."""
     metric: StrictStr
     """What to measure: p50 p90 p95 p99 max avg min error_rate rps count for requests;
-    max p95 final min avg for gauges; count for counters."""
+    max p95 final min avg growth_per_s for gauges; count (and rate, for the queue's job
+    counters) for counters."""
     op: Op
     """The comparison that must hold: ``measured op value``."""
     value: Any
@@ -272,6 +314,9 @@ class Criterion(BaseModel):
             raise _KeyedError(("gauge",), _unknown("gauge", self.gauge, GAUGES))
         if kind == "counter" and self.counter not in COUNTERS:
             raise _KeyedError(("counter",), _unknown("counter", self.counter, COUNTERS))
+        custom = GAUGES.get(str(self.gauge)) or COUNTERS.get(str(self.counter))
+        if custom is not None and custom.metrics is not None:
+            allowed[kind] = custom.metrics
         if kind == "request" and not str(self.request).strip():
             raise _KeyedError(("request",), "empty request name")
         if self.metric not in allowed[kind]:
@@ -297,6 +342,8 @@ class Criterion(BaseModel):
         return self
 
     def _convert(self) -> tuple[float, str]:
+        if self.metric in PER_SECOND_METRICS:
+            return _per_s(self.value)
         if self.gauge is not None:
             return _plain(self.value, GAUGES[self.gauge].unit)
         if self.counter is not None:
@@ -305,18 +352,18 @@ class Criterion(BaseModel):
             return _latency_ms(self.value)
         if self.metric == "error_rate":
             return _fraction(self.value)
-        if self.metric == "rps":
-            return _per_s(self.value)
         return _plain(self.value, UNIT_COUNT)
 
     def _canonical_unit(self) -> str:
+        if self.metric in PER_SECOND_METRICS:
+            return UNIT_PER_S
         if self.gauge is not None:
             return GAUGES[self.gauge].unit
         if self.counter is not None:
             return COUNTERS[self.counter].unit
         if self.metric in LATENCY_METRICS:
             return UNIT_MS
-        return {"error_rate": UNIT_FRACTION, "rps": UNIT_PER_S}.get(self.metric, UNIT_COUNT)
+        return UNIT_FRACTION if self.metric == "error_rate" else UNIT_COUNT
 
     @property
     def kind(self) -> SubjectKind:
@@ -324,6 +371,11 @@ class Criterion(BaseModel):
         if self.gauge is not None:
             return "gauge"
         return "counter" if self.counter is not None else "request"
+
+    @property
+    def reads_queue(self) -> bool:
+        """Whether judging it needs the platform's queue sampled (a ``queue_*`` subject)."""
+        return str(self.gauge or self.counter or "").startswith(QUEUE_PREFIX)
 
     @property
     def subject(self) -> str:

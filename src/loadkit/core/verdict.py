@@ -22,6 +22,7 @@ from loadkit.core.baselines import (
     Criterion,
     Reference,
     check_profile,
+    counter_key,
     format_number,
 )
 from loadkit.core.lifecycle import (
@@ -32,6 +33,7 @@ from loadkit.core.lifecycle import (
     RunState,
 )
 from loadkit.core.metrics import EndpointMetrics, no_rate_reason
+from loadkit.core.queue_report import QueueReport
 
 __all__ = ["EXIT_FAILED", "EXIT_INCOMPLETE", "EXIT_INVALID", "EXIT_PASSED", "RunState"]
 
@@ -61,6 +63,9 @@ class GaugeSummary:
     p95: float
     final: float
     """The last sample: where the gauge stood when the run ended."""
+    growth_per_s: float | None = None
+    """How fast the gauge rose from the first sample to the last, per second (negative when it
+    fell); None when the samples span no time."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,8 @@ class Verdict:
     """How the run ended; only a complete run can pass (``core.lifecycle``)."""
     state_reason: str = ""
     """One line on why the run ended that way (empty for a complete run)."""
+    queue: QueueReport | None = None
+    """What the platform's queue did during the run (None: it was not sampled)."""
     baseline_path: str | None = None
     notes: tuple[str, ...] = ()
     """Things a reader must know that no criterion judges (e.g. a worker lost mid-run)."""
@@ -217,9 +224,10 @@ def measure(
         summary = (gauges or {}).get(criterion.gauge)
         if summary is None or summary.samples <= 0:
             return None
-        return float(getattr(summary, criterion.metric))
+        value = getattr(summary, criterion.metric)
+        return None if value is None else float(value)
     if criterion.counter is not None:
-        count = (counters or {}).get(criterion.counter)
+        count = (counters or {}).get(counter_key(criterion.counter, criterion.metric))
         return None if count is None else float(count)
     key = AGGREGATED_KEY if criterion.request == TOTAL else str(criterion.request)
     row = metrics.get(key)
@@ -244,8 +252,12 @@ def _no_data_reason(
     criterion: Criterion, metrics: Mapping[str, EndpointMetrics] | None = None
 ) -> str:
     if criterion.gauge is not None:
+        if criterion.metric == "growth_per_s":
+            return f"gauge {criterion.gauge!r} has no two samples apart in time"
         return f"gauge {criterion.gauge!r} was not sampled"
     if criterion.counter is not None:
+        if criterion.metric != "count":
+            return f"counter {criterion.counter!r} has no {criterion.metric} reported"
         return f"counter {criterion.counter!r} was not reported"
     key = AGGREGATED_KEY if criterion.request == TOTAL else str(criterion.request)
     row = (metrics or {}).get(key)
@@ -263,8 +275,10 @@ def judge(
     metrics: Mapping[str, EndpointMetrics],
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
+    explanations: Mapping[str, str] | None = None,
 ) -> CriterionResult:
-    """One criterion's result for a run of ``profile``."""
+    """One criterion's result for a run of ``profile``; a failure's reason ends with the
+    ``explanations`` entry of its subject, if any."""
     if not criterion.applies_to(profile):
         where = ", ".join(criterion.profiles or ())
         reason = f"applies to {where}, not {profile}"
@@ -277,8 +291,10 @@ def judge(
         return CriterionResult(
             index, criterion, measured, PASSED, f"{criterion.format(measured)} {threshold}"
         )
+    reason = f"{criterion.format(measured)}, needs {threshold}"
+    why = (explanations or {}).get(criterion.subject)
     return CriterionResult(
-        index, criterion, measured, FAILED, f"{criterion.format(measured)}, needs {threshold}"
+        index, criterion, measured, FAILED, f"{reason}: {why}" if why else reason
     )
 
 
@@ -326,6 +342,8 @@ def evaluate(
     state_reason: str = "",
     notes: tuple[str, ...] = (),
     live: bool = False,
+    explanations: Mapping[str, str] | None = None,
+    queue: QueueReport | None = None,
 ) -> Verdict:
     """Judge a run of ``profile`` against ``baseline``.
 
@@ -333,10 +351,13 @@ def evaluate(
     total). ``window`` is the (start_s, end_s) span the rps values cover; None means the whole run.
     ``state`` says how the run ended (``core.lifecycle``): a run that did not complete never
     passes, whatever the criteria say; ``live`` marks a snapshot taken while the load runs.
+    ``explanations`` (subject -> one line) end the reason of a failed criterion on that subject
+    (``"counter queue_stalled_jobs"`` -> which jobs piled up, when); ``queue`` is shown as is.
     """
     check_profile(profile)
     results = tuple(
-        judge(i, c, profile, metrics, gauges, counters) for i, c in enumerate(baseline.criteria)
+        judge(i, c, profile, metrics, gauges, counters, explanations)
+        for i, c in enumerate(baseline.criteria)
     )
     return Verdict(
         scenario=baseline.scenario,
@@ -347,6 +368,7 @@ def evaluate(
         references=baseline.reference,
         state=state,
         state_reason=state_reason,
+        queue=queue,
         baseline_path=baseline.path,
         notes=notes,
         live=live,
@@ -391,11 +413,13 @@ class AbortWatch:
         *,
         gauges: Mapping[str, GaugeSummary] | None = None,
         counters: Mapping[str, float] | None = None,
+        explanations: Mapping[str, str] | None = None,
     ) -> str | None:
         """Judge the numbers seen at time ``t_s`` (seconds, any monotonic origin).
 
         Returns the abort reason when a watched criterion has now failed for its delay, and keeps
-        returning it afterwards; None otherwise.
+        returning it afterwards; None otherwise. The reason ends with the ``explanations`` entry
+        of the criterion's subject, if any (as in :func:`evaluate`).
         """
         if self._reason is not None:
             return self._reason
@@ -411,5 +435,8 @@ class AbortWatch:
                     f"criteria[{index}] {criterion.describe()} failed for "
                     f"{format_number(failing_s)} s (measured {criterion.format(measured)})"
                 )
+                why = (explanations or {}).get(criterion.subject)
+                if why:
+                    self._reason += f": {why}"
                 return self._reason
         return None

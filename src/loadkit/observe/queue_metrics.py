@@ -14,7 +14,7 @@ sets and then hide work done; else the set sizes (right unless something trims t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Final
@@ -155,6 +155,11 @@ class Stall:
     active: float | None
     """The largest ``active`` count in the window (None: not read)."""
 
+    @property
+    def growth(self) -> float:
+        """How many due jobs piled up over the window."""
+        return self.due_after - self.due_before
+
     def describe(self, due_field: str = DEPTH) -> str:
         """One line for a verdict or a log."""
         active = "" if self.active is None else f", {self.active:g} active"
@@ -173,13 +178,39 @@ def find_stall(
     Checked at every sample against the latest sample at least ``window_s`` earlier, so a
     caller that runs it after each reading learns of a stall about ``window_s`` after it began.
     """
+    return next(stalls(samples, window_s=window_s, due_field=due_field), None)
+
+
+def worst_stall(
+    samples: Sequence[Sample], *, window_s: float, due_field: str = DEPTH
+) -> Stall | None:
+    """Of the windows :func:`find_stall` looks at, the one in which ``due_field`` grew most
+    while no job finished (the earliest of equals); None when there is none."""
+    worst: Stall | None = None
+    for stall in stalls(samples, window_s=window_s, due_field=due_field):
+        if worst is None or stall.growth > worst.growth:
+            worst = stall
+    return worst
+
+
+def can_tell_progress(samples: Sequence[Sample]) -> bool:
+    """Whether the series has a finished-job counter in every sample: without one, a stall
+    cannot be told from a busy consumer, and :func:`find_stall` finds none."""
+    return any(counter_field(samples, names) for names in (COMPLETED_FIELDS, FAILED_FIELDS))
+
+
+def stalls(
+    samples: Sequence[Sample], *, window_s: float, due_field: str = DEPTH
+) -> Iterator[Stall]:
+    """Every window of at least ``window_s`` (one per ending sample, each starting at the latest
+    sample at least ``window_s`` earlier) in which ``due_field`` rose and no job finished."""
     if window_s <= 0:
         raise ValueError("window_s must be > 0")
     series = [(t_s, reading) for t_s, reading in samples if due_field in reading]
     counters = [counter_field(series, COMPLETED_FIELDS), counter_field(series, FAILED_FIELDS)]
     finished = [name for name in counters if name is not None]
     if not finished:
-        return None
+        return
     start = 0
     for end in range(len(series)):
         end_s = series[end][0]
@@ -194,8 +225,7 @@ def find_stall(
         if any(increase(span, name) for name in finished):
             continue
         active = [reading["active"] for _, reading in span if "active" in reading]
-        return Stall(span[0][0], end_s, due_before, due_after, max(active) if active else None)
-    return None
+        yield Stall(span[0][0], end_s, due_before, due_after, max(active) if active else None)
 
 
 def growth_per_s(

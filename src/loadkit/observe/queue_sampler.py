@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +24,7 @@ import gevent
 from gevent.event import Event
 
 from loadkit.core.verdict import GaugeSummary
+from loadkit.observe.queue_metrics import growth_per_s, keep_draining
 from loadkit.observe.queue_sources import DEPTH, QueueSource, QueueSourceError, Reading
 
 logger = logging.getLogger("loadkit.queue")
@@ -67,6 +68,15 @@ def summarize(values: Sequence[float]) -> GaugeSummary:
     )
 
 
+def summarize_field(samples: Sequence[Sample], field: str) -> GaugeSummary:
+    """:func:`summarize` of ``field`` over ``samples`` (those that have it), with its growth per
+    second from the first such reading to the last."""
+    summary = summarize([reading[field] for _, reading in samples if field in reading])
+    if summary.samples == 0:
+        return summary
+    return replace(summary, growth_per_s=growth_per_s(samples, field))
+
+
 class QueueSampler:
     """Reads ``source`` every ``interval_s`` s in a greenlet, between ``start`` and ``stop``."""
 
@@ -92,6 +102,9 @@ class QueueSampler:
         self.errors = 0
         """Readings that failed since ``start``."""
         self.last_error: str | None = None
+        self.load_ended_s: float | None = None
+        """Sampler time of the reading taken when the load stopped (:meth:`end_of_load`);
+        readings after it belong to the drain."""
 
     # -- running -------------------------------------------------------------------------------
 
@@ -105,6 +118,7 @@ class QueueSampler:
         self._samples = []
         self.errors = 0
         self.last_error = None
+        self.load_ended_s = None
         self._last_logged_s = None
         self._started_at_s = self._clock()
         self._stopping = Event()
@@ -121,6 +135,40 @@ class QueueSampler:
         greenlet.kill(block=True, timeout=1)
         if final_sample:
             self.sample_once()
+
+    def end_of_load(self) -> None:
+        """The load has stopped: stop ticking and take the reading the drain is measured from."""
+        self.stop(final_sample=False)
+        if self._started_at_s is None:
+            return
+        self.sample_once()
+        self.load_ended_s = self.elapsed_s() if not self._samples else self._samples[-1][0]
+
+    def drain(self, max_drain_s: float, *, cut: Callable[[], bool] = lambda: False) -> None:
+        """After :meth:`end_of_load`: read every interval while work is still due, for at most
+        ``max_drain_s`` seconds from the end of the load, or until ``cut()`` says stop."""
+        ended_s = self.load_ended_s
+        if ended_s is None:
+            return
+        while not cut() and keep_draining(self._samples, ended_s, self.elapsed_s(), max_drain_s):
+            remaining_s = ended_s + max_drain_s - self.elapsed_s()
+            gevent.sleep(max(0.0, min(self.interval_s, remaining_s)))
+            if cut():
+                return
+            self.sample_once()
+
+    def elapsed_s(self) -> float:
+        """Seconds on the sampler's clock since ``start`` (0 before it)."""
+        if self._started_at_s is None:
+            return 0.0
+        return round(self._clock() - self._started_at_s, 3)
+
+    @property
+    def load_samples(self) -> list[Sample]:
+        """The readings of the load: all of them until :meth:`end_of_load`, then those up to it."""
+        if self.load_ended_s is None:
+            return self.samples
+        return [(t_s, r) for t_s, r in self._samples if t_s <= self.load_ended_s]
 
     def close(self) -> None:
         """Stop and release the source's connections."""
@@ -187,7 +235,7 @@ class QueueSampler:
 
     def summary(self, field: str = DEPTH) -> GaugeSummary:
         """The gauge summary of ``field`` (default the depth) over the whole series."""
-        return summarize(self.values(field))
+        return summarize_field(self._samples, field)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a page or a file needs, JSON-ready."""

@@ -44,6 +44,23 @@ DEPTH_MEANING: Final = (
     "queue depth = work that is due and not being processed: jobs waiting for a worker "
     "plus delayed jobs whose due time has passed (overdue)"
 )
+#: What each field of a reading counts, where it is shown beside the numbers (the web UI tab).
+FIELD_MEANINGS: Final = {
+    DEPTH: DEPTH_MEANING,
+    "waiting": "jobs ready for a worker (BullMQ: wait + prioritized + paused)",
+    "overdue": "delayed jobs whose due time has passed: due, and no worker moved them",
+    "active": "jobs a worker has taken and not finished",
+    "delayed": "delayed jobs not due yet",
+    "waiting-children": "flow parents waiting for their children",
+    "completed": "completed jobs the queue keeps: its lifetime, not this run",
+    "failed": "failed jobs the queue keeps: its lifetime, not this run",
+    "completed_total": "every job ever completed (BullMQ metrics)",
+    "failed_total": "every job ever failed (BullMQ metrics)",
+    "wait": "the wait list alone (BullMQ's own `waiting`)",
+    "prioritized": "jobs with a priority, waiting",
+    "paused": "jobs added while the queue was paused (BullMQ 4/5)",
+    "queue_paused": "1 when the queue is paused (meta.paused)",
+}
 #: The BullMQ source's depth: its ``waiting`` already holds the prioritized and paused jobs.
 BULL_DEPTH_FIELDS: Final = ("waiting", "overdue")
 #: The HTTP source's depth, unless told otherwise: ``waiting``, plus these where the answer has
@@ -109,6 +126,10 @@ class HttpQueueSource:
     @property
     def description(self) -> str:
         return f"GET {self._path}"
+
+    @property
+    def depth_meaning(self) -> str:
+        return _meaning(self._depth_fields, HTTP_DEPTH_FIELDS, self._optional_fields)
 
     def read(self) -> Reading:
         base_url = self._base_url() if callable(self._base_url) else self._base_url
@@ -190,6 +211,14 @@ class RedisQueueSource:
     @property
     def description(self) -> str:
         return f"Redis {display_url(self._url)} {self._label}"
+
+    @property
+    def depth_meaning(self) -> str:
+        fields = " + ".join(self._depth_fields)
+        return (
+            f"queue depth = the lengths of the {fields} keys (LOADKIT_QUEUE_KEYS): this source "
+            "cannot tell overdue jobs from jobs delayed until later"
+        )
 
     @property
     def all_keys(self) -> tuple[str, ...]:
@@ -298,6 +327,10 @@ class BullQueueSource:
     @property
     def description(self) -> str:
         return f"Redis {display_url(self._url)} {self.address}"
+
+    @property
+    def depth_meaning(self) -> str:
+        return _meaning(self._depth_fields, BULL_DEPTH_FIELDS)
 
     def read(self) -> Reading:
         import redis
@@ -412,6 +445,18 @@ def source_from_settings(
         timeout_s=timeout_s,
         verify_tls=settings.verify_tls,
     )
+
+
+def depth_meaning_of(source: object) -> str:
+    """What ``source``'s depth counts, in one sentence (:data:`DEPTH_MEANING` by default)."""
+    return str(getattr(source, "depth_meaning", DEPTH_MEANING))
+
+
+def _meaning(fields: Sequence[str], default: Sequence[str], optional: Sequence[str] = ()) -> str:
+    if tuple(fields) == tuple(default):
+        return DEPTH_MEANING
+    named = " + ".join([*fields, *(f"{name} (if answered)" for name in optional)])
+    return f"queue depth = {named} (LOADKIT_QUEUE_DEPTH_FIELDS)"
 
 
 def flatten_numbers(payload: Mapping[str, Any], prefix: str = "") -> Reading:

@@ -16,7 +16,14 @@ from typing import Any, Final
 
 from flask import Response, jsonify, request
 
+from loadkit.observe.queue_metrics import run_jobs
 from loadkit.observe.queue_sampler import QueueSampler
+from loadkit.observe.queue_sources import (
+    DEPTH,
+    FIELD_MEANINGS,
+    BullQueueSource,
+    depth_meaning_of,
+)
 
 TAB_KEY: Final = "loadkit-queue"
 TAB_TITLE: Final = "Queue depth"
@@ -25,6 +32,7 @@ CSV_ROUTE: Final = "/loadkit/queue.csv"
 STATS_ROUTE_SUFFIX: Final = "/stats/requests"
 TABLE_STRUCTURE: Final = (
     {"key": "name", "title": "Field"},
+    {"key": "meaning", "title": "Meaning"},
     {"key": "current", "title": "Current"},
     {"key": "max", "title": "Max"},
     {"key": "p95", "title": "P95"},
@@ -76,8 +84,13 @@ def register_queue_tab(web_ui: Any, sampler: QueueSampler) -> None:
 
 
 def table_rows(sampler: QueueSampler) -> list[dict[str, Any]]:
-    """One row per field of the series (``depth`` first): current, max, p95, average, min."""
+    """One row per field of the series (``depth`` first, saying what it counts): current, max,
+    p95, average, min; then this run's jobs (deltas, unlike the queue's lifetime ``completed``
+    and ``failed``) and processing rate."""
     latest = sampler.samples[-1][1] if sampler.samples else {}
+    meanings = {DEPTH: depth_meaning_of(sampler.source)}
+    if isinstance(sampler.source, BullQueueSource):  # other sources' fields are theirs to name
+        meanings = {**FIELD_MEANINGS, **meanings}
     rows = []
     for name in sampler.fields():
         summary = sampler.summary(name)
@@ -85,6 +98,7 @@ def table_rows(sampler: QueueSampler) -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": name,
+                "meaning": meanings.get(name, ""),
                 "current": latest.get(name, ""),
                 "max": summary.max if has_data else "",
                 "p95": summary.p95 if has_data else "",
@@ -94,7 +108,31 @@ def table_rows(sampler: QueueSampler) -> list[dict[str, Any]]:
                 "errors": sampler.errors,
             }
         )
-    return rows
+    return rows + run_rows(sampler)
+
+
+def run_rows(sampler: QueueSampler) -> list[dict[str, Any]]:
+    """This run's completed and failed jobs and processing rate, in the ``current`` column."""
+    jobs = run_jobs(sampler.samples)
+    rate = jobs.processing_rate_per_s
+    figures = (
+        (
+            "jobs completed this run",
+            jobs.completed,
+            f"delta of `{jobs.completed_from}` since the start",
+        ),
+        ("jobs failed this run", jobs.failed, "delta of the failed count since the start"),
+        (
+            "processing rate (jobs/s)",
+            None if rate is None else round(rate, 2),
+            "completed this run per second",
+        ),
+    )
+    return [
+        {"name": name, "meaning": meaning, "current": "" if value is None else value,
+         "samples": len(sampler.samples), "errors": sampler.errors}
+        for name, value, meaning in figures
+    ]  # fmt: skip
 
 
 def series_csv(sampler: QueueSampler) -> str:

@@ -276,31 +276,36 @@ class RunControl:
         assert self.lifecycle is not None and self.ctx.run is not None
         from loadkit.plugin.arrival import arrival_counters
         from loadkit.plugin.outputs import output_problems
-        from loadkit.plugin.queue import queue_gauges
+        from loadkit.plugin.queue import queue_inputs
 
         notes = [*self.notes, *self.measurement.problems, *output_problems(self.environment)]
+        queue = queue_inputs(self.environment)
         return judge(
             self.ctx.run,
             self.measurement.collector,
             self.lifecycle,
             self.elapsed_s(),
-            gauges=queue_gauges(self.environment),
-            counters=arrival_counters(self.environment),
+            gauges=queue.gauges,
+            counters={**arrival_counters(self.environment), **queue.counters},
             notes=tuple(notes),
             measure_from_s=self.measure_from_s,
+            explanations=queue.explanations,
+            queue=queue.report,
         )
 
     def _watch_aborts(self, watch: AbortWatch) -> None:
         from loadkit.plugin.arrival import arrival_counters
-        from loadkit.plugin.queue import queue_gauges
+        from loadkit.plugin.queue import queue_inputs
 
         while True:
             gevent.sleep(ABORT_CHECK_INTERVAL_S)
+            queue = queue_inputs(self.environment, report=False)
             reason = watch.observe(
                 self.elapsed_s(),
                 self.measurement.collector.snapshot(),
-                gauges=queue_gauges(self.environment),
-                counters=arrival_counters(self.environment),
+                gauges=queue.gauges,
+                counters={**arrival_counters(self.environment), **queue.counters},
+                explanations=queue.explanations,
             )
             if reason is not None:
                 self.end_now(RunState.ABORTED, reason)

@@ -7,6 +7,7 @@ which baseline, which window, which gauges and counters, and where the verdict i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ from loadkit.core.baselines import Baseline, BaselineError, default_baseline_pat
 from loadkit.core.lifecycle import Lifecycle, RunState
 from loadkit.core.plan import RunPlan
 from loadkit.core.profiles import main_steady_window
+from loadkit.core.queue_report import QueueReport
 from loadkit.core.verdict import Verdict, evaluate
 from loadkit.measure.collector import Collector
 from loadkit.plugin.invalid_input import exit_invalid
@@ -120,6 +122,8 @@ def judge(
     counters: dict[str, float],
     notes: tuple[str, ...] = (),
     measure_from_s: float = 0.0,
+    explanations: Mapping[str, str] | None = None,
+    queue: QueueReport | None = None,
 ) -> Verdict:
     """The verdict of ``plan``'s run as measured so far (live while ``lifecycle`` runs)."""
     live = not lifecycle.ended
@@ -138,6 +142,8 @@ def judge(
         state_reason="" if live else lifecycle.reason,
         notes=notes,
         live=live,
+        explanations=explanations,
+        queue=queue,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from loadkit.core.baselines import Reference, format_number
 from loadkit.core.verdict import FAILED, NO_DATA, PASSED, SKIPPED, CriterionResult, Verdict
+from loadkit.results.queue_section import queue_to_dict, render_queue
 
 VERDICT_SCHEMA: Final = "loadkit.verdict/1"
 
@@ -77,6 +78,8 @@ def render_console(verdict: Verdict) -> str:
         f"  totals: {t.requests} requests, {t.failures} failed "
         f"({format_number(t.error_rate * 100)}%), {rate}"
     )
+    if verdict.queue is not None:
+        lines.extend(render_queue(verdict.queue))
     if verdict.references:
         lines.append("")
         lines.append("  reference figures (shown, not judged):")
@@ -143,6 +146,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
             "p95_ms": _finite(t.p95_ms),
         },
         "references": [ref.model_dump(mode="json") for ref in verdict.references],
+        "queue": queue_to_dict(verdict.queue),
         "state": "running" if verdict.live else verdict.state.value,
         "state_reason": verdict.state_reason,
         "live": verdict.live,

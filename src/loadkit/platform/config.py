@@ -77,7 +77,9 @@ class PlatformConfig:
 def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the platform's flags to ``parser`` (shared by ``python -m loadkit.platform`` and
     ``loadkit target``); turn the result into settings with :func:`config_from_args`."""
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)"
+    )
     parser.add_argument(
         "--allow-non-loopback",
         action="store_true",

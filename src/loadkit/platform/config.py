@@ -87,7 +87,9 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
         "network (docker-compose.yml), where the load generator reaches the platform through "
         "the container's interface; never on a shared host",
     )
-    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to bind (default 0: any free port)"
+    )
     parser.add_argument(
         "--api-key",
         help=f"the API key clients must send (default: ${API_KEY_ENV}, else a random one that "

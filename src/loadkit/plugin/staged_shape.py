@@ -309,13 +309,14 @@ def _hosting_if_arrival_rate(environment: Any, stages: tuple[Stage, ...]) -> tup
     """An arrival-rate scenario's users only host its rate, as in ``loadkit run``: the profile
     gives the run's length, and one user per load generator holds from the start (a spike's
     0 -> 1 user ramp would otherwise send nothing for 30 s, then the whole rate at once)."""
-    if environment is None or environment.runner is None or not stages:
+    runner = getattr(environment, "runner", None)
+    if runner is None or not stages:
         return stages
     from loadkit.plugin.arrival import arrival_classes
 
     if not arrival_classes(environment):
         return stages
-    hosts = max(1, int(getattr(environment.runner, "worker_count", 0) or 0))
+    hosts = max(1, int(getattr(runner, "worker_count", 0) or 0))
     return hosting_stages(stages, hosts)
 
 

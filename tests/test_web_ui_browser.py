@@ -164,15 +164,16 @@ def test_profiles_live_then_final_stop_early_two_runs_kept_and_a_refused_start(
         first = ui.run_verdict("1-smoke")
         assert first["state"] == "complete" and first["passed"] is True
 
-        # 2. Spike, stopped after ~1.5 s from the web UI: "stopped early", said so at once.
+        # 2. Spike (10 users at its peak), stopped at ~4 s from the web UI: "stopped early".
         page.get_by_role("button", name="New").click()
         page.select_option("#shapeClass", "SpikeShape")
         browser.open_custom_parameters()
         page.fill("input[name=timeScale]", "0.1")
+        page.fill("input[name=userScale]", "0.1")
         page.get_by_role("button", name="Start").click()
         assert "PASSED" not in browser.strip()  # the smoke's verdict is gone at once
         browser.wait_phase("#loadkit-status", "running")
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(4000)
         page.get_by_role("button", name="Stop").click()
         browser.wait_phase("#loadkit-status", "final")
         strip = browser.strip()
@@ -185,6 +186,7 @@ def test_profiles_live_then_final_stop_early_two_runs_kept_and_a_refused_start(
         assert "complete" in first_row.inner_text() and "PASSED" in first_row.inner_text()
         spike_row = page.locator("#loadkit-baseline tr[data-run='2-spike']").inner_text()
         assert "stopped early" in spike_row
+        page.get_by_role("button", name="New").wait_for()  # Locust's header caught up too
         shot = browser.shot("two-runs")
         if os.environ.get("LOADKIT_UPDATE_SCREENSHOT") == "1":
             README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO_ROOT, kit_env
 from web_ui_session import ui_session, wait_for
 
+from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform
 
 pytestmark = pytest.mark.slow
@@ -157,3 +158,17 @@ def test_a_refused_start_says_why_in_the_clis_words_and_takes_the_old_verdict_do
         assert health_requests(fresh_platform) == sent
         assert [p.name for p in ui.session_dir().iterdir()] == ["1-smoke"]
         assert json.loads((ui.session_dir() / "1-smoke" / "verdict.json").read_text())["passed"]
+
+
+def test_web_login_without_a_password_is_refused_instead_of_locking_everyone_out(
+    tmp_path: Path,
+) -> None:
+    port = free_loopback_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "loadkit.cli.main", "ui", "health", "--web-port", str(port),
+         "--results", str(tmp_path), "--", "--web-login"],
+        env=kit_env(None), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--web-login needs LOADKIT_WEB_PASSWORD" in done.stdout + done.stderr

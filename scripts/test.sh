@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian/Ubuntu machine, then runs them.
-# Idempotent: a second run reuses the virtualenv and skips what is installed. apt waits for a
-# dpkg lock another installer holds (up to 15 min) instead of failing at once.
+# Idempotent: a second run reuses the virtualenv and skips what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Servers the tests start on loopback ports of their own: Redis (queue depth, the platform's Redis
 # mode) and InfluxDB 1.x (--out influxdb). The Debian packages' own services are not used.
+# Debian's Chromium for the web UI's browser tests (Playwright drives it; it never downloads a
+# browser of its own). Another process may hold the dpkg lock: wait for it rather than fail.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v influxd >/dev/null || missing+=(influxdb)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
-        "${missing[@]}" >/dev/null
+    apt=($sudo apt-get -o DPkg::Lock::Timeout=900)
+    "${apt[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Real BullMQ (v4, v5 and v6 side by side, pinned by the lockfile) for the queue tests: Node 20+.
 if ! command -v npm >/dev/null; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get -o DPkg::Lock::Timeout=900 update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
-        nodejs npm >/dev/null
+    apt=($sudo apt-get -o DPkg::Lock::Timeout=900)
+    "${apt[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq nodejs npm >/dev/null
 fi
 (cd tests/fixtures/bullmq && npm ci --no-audit --no-fund --loglevel=error </dev/null)
 

@@ -127,8 +127,12 @@ _PRIVATE = re.compile(
 )
 #: Assigning to a method of a Locust object (monkeypatching).
 _PATCH = re.compile(r"\b(runner|stats|environment|user|web_ui)\.(\w+)\s*=(?!=)")
-#: Attributes the kit may set on Locust objects: Locust documents them as settable.
-_SETTABLE = {"host", "stop_timeout", "process_exit_code", "run_time"}
+#: Attributes the kit may set on Locust objects: Locust documents them as settable (the last
+#: three in its "Authentication" docs, for a login on the web UI).
+_SETTABLE = {
+    "host", "stop_timeout", "process_exit_code", "run_time", "login_manager", "web_login",
+    "auth_args",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(

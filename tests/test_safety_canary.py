@@ -100,6 +100,7 @@ def test_no_secret_in_any_file_or_console_line_of_every_scenario(
 UI_ROUTES = (
     "/", "/stats/requests", "/stats/report", "/stats/requests/csv", "/stats/failures/csv",
     "/exceptions", "/exceptions/csv", "/tasks", "/logs", "/worker-count", "/loadkit/verdict",
+    "/loadkit/status", "/loadkit/runs", "/loadkit/form",
 )  # fmt: skip
 
 

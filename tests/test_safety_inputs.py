@@ -252,10 +252,11 @@ def test_run_time_reads_every_locust_run_time_the_same(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("extra", "remote_ok", "url"),
-    [([], False, "http://127.0.0.1:8089"),
-     (["--web-host", "127.0.0.2", "--web-port", "9999"], False, "http://127.0.0.2:9999"),
+    [([], False, "http://127.0.0.1:8089/"),
+     (["--web-host", "127.0.0.2", "--web-port", "9999"], False, "http://127.0.0.2:9999/"),
+     (["--web-base-path", "/locust"], False, "http://127.0.0.1:8089/locust/"),
      (["--web-host", "0.0.0.0"], True,
-      "http://<any address of this machine>:8089 (every interface)")],
+      "http://<any address of this machine>:8089/ (every interface)")],
 )  # fmt: skip
 def test_the_web_ui_is_announced_where_it_really_binds(
     clean_env: Path, extra: list[str], remote_ok: bool, url: str

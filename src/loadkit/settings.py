@@ -34,7 +34,7 @@ ENV_PREFIX = "LOADKIT_"
 #: key could hide inside a millisecond timestamp. Real keys are 20-64 characters.
 MIN_API_KEY_LENGTH = 16
 #: Fields whose value never appears in an error message (a Redis URL may hold a password).
-SECRET_FIELDS = frozenset({"api_key", "redis_url"})
+SECRET_FIELDS = frozenset({"api_key", "redis_url", "web_password"})
 
 
 class SettingsError(ValueError):
@@ -169,6 +169,16 @@ class Settings(BaseSettings):
         "`--allow-host` adds more.",
     )
 
+    web_user: str = Field(
+        default="loadkit",
+        description="Web UI login: username (the login is on once LOADKIT_WEB_PASSWORD is set).",
+    )
+    web_password: SecretStr | None = Field(
+        default=None,
+        description="Web UI login: set it to require this password (and LOADKIT_WEB_USER) on every "
+        "page and JSON route of the web UI; never printed. At least 16 printable characters.",
+    )
+
     @field_validator("api_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -242,6 +252,23 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("web_password")
+    @classmethod
+    def _check_web_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        problem = api_key_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("web_user")
+    @classmethod
+    def _check_web_user(cls, value: str) -> str:
+        if not value or any(not "!" <= char <= "~" for char in value):
+            raise ValueError("must be printable ASCII without spaces")
+        return value
+
     @field_validator("allowed_hosts")
     @classmethod
     def _check_allowed_hosts(cls, value: str | None) -> str | None:
@@ -284,10 +311,11 @@ class Settings(BaseSettings):
         return self.model_copy(update={"api_key": SecretStr(key)})
 
     def secrets(self) -> list[str]:
-        """Every secret these settings hold: the key, and the passwords in API_URL and
-        REDIS_URL (what every output must mask)."""
+        """Every secret these settings hold: the key, the web UI's password, and the passwords
+        in API_URL and REDIS_URL (what every output must mask)."""
         return [
             *([self.api_key_value] if self.api_key_value else []),
+            *([self.web_password.get_secret_value()] if self.web_password else []),
             *url_secrets(self.api_url),
             *url_secrets(self.redis_url_value),
         ]

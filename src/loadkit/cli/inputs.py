@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from loadkit.core.limits import (
 )
 from loadkit.core.plan import resolve_stages
 from loadkit.core.profiles import ProfileError, total_duration_s
+from loadkit.core.start_form import check_scale_factor
 from loadkit.registry import get_scenario
 from loadkit.settings import Settings
 
@@ -210,10 +210,11 @@ def check_ui_inputs(args: argparse.Namespace, extra: Sequence[str], settings: Se
             f"--web-host {shown}: the web UI would be reachable from other machines and has no "
             f"login; {REMOTE_UI_FLAG} if it is behind a firewall or proxy that has one"
         )
+    path = str(locust.get("web_base_path") or "").rstrip("/") + "/"
     if web_host in EVERY_INTERFACE:
-        return UiInputs(f"http://<any address of this machine>:{port} (every interface)")
+        return UiInputs(f"http://<any address of this machine>:{port}{path} (every interface)")
     host = f"[{web_host}]" if ":" in web_host else web_host
-    return UiInputs(f"http://{host}:{port}")
+    return UiInputs(f"http://{host}:{port}{path}")
 
 
 def check_workers_given(args: argparse.Namespace, locust: LocustOptions, exceed: bool) -> None:
@@ -235,9 +236,8 @@ def _kit_size(args: argparse.Namespace) -> tuple[LoadSize, bool]:
     """The load the kit's own options ask for, and whether they end the run."""
     for name in ("time_scale", "user_scale"):
         value = getattr(args, name, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            flag = "--" + name.replace("_", "-")
-            raise LimitError(f"{flag} {value:g}: must be a finite number > 0")
+        if value is not None:
+            check_scale_factor("--" + name.replace("_", "-"), value)
     time_scale = args.time_scale or 1.0
     run_time_s = parse_run_time(args.run_time) if args.run_time is not None else None
     stages = ()

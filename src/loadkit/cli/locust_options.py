@@ -33,6 +33,7 @@ LOCUST_CONFIG_FILES: Final = ("~/.locust.conf", "locust.conf")
 REPORTED: Final = (
     "host", "run_time", "num_users", "spawn_rate", "web_host", "web_port", "processes",
     "max_in_flight", "rate", "rate_stage", "headless", "master", "worker", "expect_workers",
+    "web_base_path",
 )  # fmt: skip
 
 _PROGRAM: Final = """

@@ -336,7 +336,8 @@ def _ui(args: argparse.Namespace, locust_extra: list[str]) -> int:
     with target(settings, say) as (url, key):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         session_dir = settings.results_dir / f"{scenario.name}-ui-{stamp}"
-        say(f"web UI: {web.web_url} (each run's results in {session_dir}/)")
+        login = f", log in as {settings.web_user}" if settings.web_password is not None else ""
+        say(f"web UI: {web.web_url} (each run's results in {session_dir}/{login})")
         command = ui_command(scenario.name, url, session_dir, args.web_port, locust_extra)
         return run_processes(command, [], child_env(url, key))
 

@@ -20,10 +20,11 @@ from loadkit.core.plan import (
     RunPlan,
     check_duration,
     closed_stages,
+    hosting_stages,
     resolve_stages,
     scenario_baseline_path,
 )
-from loadkit.core.profiles import ProfileError, Stage
+from loadkit.core.profiles import ProfileError
 from loadkit.registry import ScenarioSpec
 
 
@@ -81,13 +82,6 @@ def plan_from_args(
         baseline=baseline,
         graceful_stop_s=DEFAULT_GRACEFUL_STOP_S,
     )
-
-
-def hosting_stages(stages: tuple[Stage, ...], hosts: int) -> tuple[Stage, ...]:
-    """An arrival-rate run's users only host the rate: hold ``hosts`` of them for the profile's
-    whole length (the rate, not the user count, sets the load; ``--rate-stage`` shapes it)."""
-    length_s = sum(stage.duration_s for stage in stages)
-    return (Stage(0.0, hosts), Stage(length_s, hosts))
 
 
 def _scale(value: float | None, option: str) -> float:

@@ -182,6 +182,13 @@ def resolve_stages(
     return (registry.CUSTOM_PROFILE if specs else str(profile)), stages
 
 
+def hosting_stages(stages: tuple[Stage, ...], hosts: int) -> tuple[Stage, ...]:
+    """An arrival-rate run's users only host the rate: hold ``hosts`` of them for the profile's
+    whole length (the rate, not the user count, sets the load; ``--rate-stage`` shapes it)."""
+    length_s = sum(stage.duration_s for stage in stages)
+    return (Stage(0.0, hosts), Stage(length_s, hosts))
+
+
 def closed_stages(
     users: int, run_time_s: float, spawn_rate_per_s: float | None = None
 ) -> tuple[Stage, ...]:

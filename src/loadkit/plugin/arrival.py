@@ -44,6 +44,7 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Group
 from locust import FastHttpUser, TaskSet, User
+from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 from locust.exception import StopTest, StopUser
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
@@ -152,6 +153,22 @@ def add_arrival_arguments(parser: argparse.ArgumentParser) -> None:
         "[env var: LOADKIT_MAX_IN_FLIGHT]",
         **extras(MAX_IN_FLIGHT_ENV),
     )
+    # In the web UI's form only where they steer something: a scenario with an arrival-rate
+    # user (Locust builds the form's parser after loading the locustfiles).
+    if isinstance(parser, LocustArgumentParser) and _arrival_rate_user_loaded():
+        for option in ("--rate", "--rate-stage", "--max-in-flight"):
+            locust_adapter.show_in_web_ui(parser, option)
+
+
+def _arrival_rate_user_loaded() -> bool:
+    """Whether a concrete arrival-rate user class has been defined (its locustfile loaded)."""
+    pending = list(ArrivalRateUser.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if not cls.abstract:
+            return True
+        pending.extend(cls.__subclasses__())
+    return False
 
 
 @dataclass(frozen=True)

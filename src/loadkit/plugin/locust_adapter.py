@@ -44,6 +44,16 @@ def has_option(parser: argparse.ArgumentParser, option: str) -> bool:
     return option in parser._option_string_actions
 
 
+def show_in_web_ui(parser: argparse.ArgumentParser, option: str) -> None:
+    """Show an option that was added to an argument group in the web UI's form.
+
+    Locust's ``LocustArgumentParser.add_argument`` takes ``include_in_web_ui``, its argument
+    groups do not; Locust marks the action with that attribute, so the kit marks it the same
+    way. Internal: argparse's ``_option_string_actions`` and Locust's attribute name.
+    """
+    parser._option_string_actions[option].include_in_web_ui = True  # type: ignore[attr-defined]
+
+
 # -- rows that are not requests -------------------------------------------------------------------
 
 
@@ -231,3 +241,17 @@ def mask_errors_at_source(stats: Any, runner: object, mask: Callable[[str], str]
         log_exception(node_id, mask(str(msg)), mask(str(formatted_tb)))
 
     runner.log_exception = log_masked_exception  # type: ignore[attr-defined]
+
+
+# -- the web UI ----------------------------------------------------------------------------------
+
+
+def cancel_web_run_time(web_ui: Any) -> None:
+    """Cancel the run-time timer Locust's ``/swarm`` armed for a start without a shape class.
+
+    The kit ends every run itself on the monotonic clock (``take_over_run_time`` says why);
+    Locust's web timer (``gevent.spawn_later``) would stop the run first, early, and a run
+    stopped 1 s before its planned end reads "stopped early". Internal: ``WebUI.
+    _cancel_run_time_timer`` (Locust's own ``/stop`` calls it the same way).
+    """
+    web_ui._cancel_run_time_timer()

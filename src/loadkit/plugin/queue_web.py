@@ -24,6 +24,7 @@ from loadkit.observe.queue_sources import (
     BullQueueSource,
     depth_meaning_of,
 )
+from loadkit.plugin.web_routes import base_path
 
 TAB_KEY: Final = "loadkit-queue"
 TAB_TITLE: Final = "Queue depth"
@@ -45,7 +46,7 @@ TABLE_STRUCTURE: Final = (
 
 def register_queue_tab(web_ui: Any, sampler: QueueSampler) -> None:
     """Add the tab, its table rows, a CSV download and the JSON/CSV routes to ``web_ui``."""
-    prefix = _base_path(web_ui)
+    prefix = base_path(web_ui)
     args = web_ui.template_args
     args.setdefault("extended_tabs", []).append({"title": TAB_TITLE, "key": TAB_KEY})
     args.setdefault("extended_tables", []).append(
@@ -144,9 +145,3 @@ def series_csv(sampler: QueueSampler) -> str:
     for t_s, reading in sampler.samples:
         writer.writerow([t_s, *(reading.get(name, "") for name in fields)])
     return out.getvalue()
-
-
-def _base_path(web_ui: Any) -> str:
-    """Locust's ``--web-base-path`` (its blueprint's prefix), so the routes sit beside its own."""
-    blueprint = web_ui.app.blueprints.get("locust")
-    return (getattr(blueprint, "url_prefix", None) or "").rstrip("/")

@@ -109,8 +109,8 @@ def _files_in(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_file():
             found[path] = None
-        elif path.is_dir():
-            for child in sorted(path.iterdir()):
+        elif path.is_dir():  # a web UI session: one sub-folder per run
+            for child in sorted(path.rglob("*")):
                 if child.is_file() and child.suffix in SCRUBBED_SUFFIXES:
                     found[child] = None
     return list(found)

@@ -39,6 +39,7 @@ from loadkit.core.verdict import AbortWatch, Verdict
 from loadkit.plugin import locust_adapter
 from loadkit.plugin.context import KitContext, context_of
 from loadkit.plugin.measurement import Measurement, Sink
+from loadkit.plugin.redaction import redactor_of
 from loadkit.plugin.staged_shape import StagedShape, read_profile_options
 from loadkit.plugin.verdict import judge, write_verdict
 from loadkit.results.locust_files import write_html_report
@@ -48,6 +49,8 @@ logger = logging.getLogger("loadkit.run")
 
 #: Seconds a master waits after ``test_stop`` for a worker's final measurements.
 FINAL_REPORT_TIMEOUT_S: Final = 10.0
+#: Locust's HTML report of each web UI run, in the run's folder.
+REPORT_FILE: Final = "report.html"
 ABORT_CHECK_INTERVAL_S: Final = 1.0
 
 
@@ -59,7 +62,12 @@ class RunControl:
         self.ctx = ctx
         self.measurement = measurement
         self.baseline: Baseline | None = ctx.planned.baseline if ctx.planned else None
-        self.run_time_s = locust_adapter.take_over_run_time(environment)
+        self.headless = bool(getattr(environment.parsed_options, "headless", False))
+        autostart = bool(getattr(environment.parsed_options, "autostart", False))
+        # A web UI session leaves -t in the form (its Run time field); each start sets its own.
+        self.run_time_s = (
+            locust_adapter.take_over_run_time(environment) if self.headless or autostart else None
+        )
         if self.run_time_s is not None:
             logger.info(
                 "loadkit: the run ends after %g s of load (the kit's timer, not Locust's)",
@@ -73,7 +81,7 @@ class RunControl:
         self.lost_workers: list[str] = []
         self.notes: list[str] = []
         self.interrupts = 0
-        self.headless = bool(getattr(environment.parsed_options, "headless", False))
+        self._stop_by = "stopped"
         self._greenlets: list[gevent.Greenlet] = []
         self._judged = Event()
         self._printed = False
@@ -114,6 +122,7 @@ class RunControl:
         self.verdict = None
         self.lost_workers = []
         self.notes = []
+        self._stop_by = "stopped"
         self._judged.clear()
         self._printed = False
         self.environment.stop_timeout = plan.graceful_stop_s
@@ -144,7 +153,7 @@ class RunControl:
     def on_test_stopping(self, **_: Any) -> None:
         if self.lifecycle is None:
             return
-        self.lifecycle.stopped(self.elapsed_s(), by="stopped")
+        self.lifecycle.stopped(self.elapsed_s(), by=self._stop_by)
         self.measurement.load_stopped()
 
     def on_test_stop(self, **_: Any) -> None:
@@ -152,7 +161,7 @@ class RunControl:
         if self.lifecycle is None or self.ctx.run is None:
             return
         if not self.lifecycle.ended:  # a stop that skipped test_stopping (a test's direct call)
-            self.lifecycle.stopped(self.elapsed_s(), by="stopped")
+            self.lifecycle.stopped(self.elapsed_s(), by=self._stop_by)
         from loadkit.plugin.queue import finish_queue_sampling
 
         finish_queue_sampling(self.environment)
@@ -162,6 +171,9 @@ class RunControl:
         self.verdict = self._judge()
         if self.ctx.run_dir is not None:
             write_verdict(self.verdict, self.ctx.run_dir)
+            if not self.headless:  # a web UI session: each run keeps its own report
+                mask = redactor_of(self.environment).mask
+                write_html_report(self.environment, self.ctx.run_dir / REPORT_FILE, mask)
         self.measurement.close_run_sinks()
         self._judged.set()
         if self.headless:
@@ -218,6 +230,18 @@ class RunControl:
             RunState.ABORTED,
             f"the target stopped answering: no response for {silent_s:.0f} s (last: {last_error})",
         )
+
+    # -- the web UI's requests ---------------------------------------------------------------------
+
+    def stop_requested(self, source: str) -> None:
+        """Someone asked to stop (``from the web UI``): a stop before the planned end then reads
+        "stopped from the web UI at 12 s of 90 s"."""
+        if self.lifecycle is not None and not self.lifecycle.ended:
+            self._stop_by = f"stopped {source}"
+
+    def start_requested(self, run_time_s: float | None) -> None:
+        """A web UI start was accepted: its form's Run time is the next run's planned end."""
+        self.run_time_s = run_time_s
 
     # -- stopping ----------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from loadkit.plugin.verdict import (
     scenario_of,
 )
 from loadkit.plugin.watchdog import install_watchdog
-from loadkit.plugin.web import register_baseline_tab
+from loadkit.plugin.web import install_web
 from loadkit.plugin.web_guard import install_web_guard
 from loadkit.plugin.worker_wait import install_worker_wait
 from loadkit.plugin.worker_watch import add_worker_arguments, install_worker_watch
@@ -98,7 +98,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except QueueSourceError as exc:
         exit_invalid(str(exc))
     install_worker_watch(environment, control.on_worker_lost)
-    register_baseline_tab(environment, control.live_verdict)
+    install_web(environment, control, ctx.settings, _scenario(ctx))
+
+
+def _scenario(ctx: KitContext) -> str | None:
+    return ctx.planned.scenario if ctx.planned is not None else ctx.extras.get("scenario")
 
 
 def _read_plan() -> RunPlan | None:

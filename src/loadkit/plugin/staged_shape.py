@@ -19,6 +19,7 @@ from locust import LoadTestShape
 from locust.argument_parser import LocustArgumentParser
 
 from loadkit import registry
+from loadkit.core.plan import hosting_stages
 from loadkit.core.profiles import (
     BOUNDARY_EPSILON_S,
     ProfileError,
@@ -220,6 +221,7 @@ class StagedShape(LoadTestShape):
                     time_scale=options.time_scale,
                     user_scale=options.user_scale,
                 )
+                stages = _hosting_if_arrival_rate(environment, stages)
         except ProfileError as exc:
             logger.error("%s: %s; stopping the test", type(self).__name__, exc)
             stages = ()
@@ -301,6 +303,21 @@ class StagedShape(LoadTestShape):
             gap = max(gap, abs(target - current))
         self._last_tick = (target, float(max(1, gap)))
         return self._last_tick
+
+
+def _hosting_if_arrival_rate(environment: Any, stages: tuple[Stage, ...]) -> tuple[Stage, ...]:
+    """An arrival-rate scenario's users only host its rate, as in ``loadkit run``: the profile
+    gives the run's length, and one user per load generator holds from the start (a spike's
+    0 -> 1 user ramp would otherwise send nothing for 30 s, then the whole rate at once)."""
+    runner = getattr(environment, "runner", None)
+    if runner is None or not stages:
+        return stages
+    from loadkit.plugin.arrival import arrival_classes
+
+    if not arrival_classes(environment):
+        return stages
+    hosts = max(1, int(getattr(runner, "worker_count", 0) or 0))
+    return hosting_stages(stages, hosts)
 
 
 def make_shape_class(profile: str | Sequence[Stage]) -> type[StagedShape]:

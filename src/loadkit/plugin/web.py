@@ -1,113 +1,57 @@
-"""A "Baseline" tab in Locust's web UI: each criterion's live status, then the final verdict.
+"""The kit's web UI, set up in one place and in the order its checks must run.
 
-Uses Locust's documented extension points (``extended_tabs`` / ``extended_tables`` in the
-template arguments, rows added to ``/stats/requests`` as ``extended_stats``), so the tab is
-refreshed with the rest of the UI every two seconds. ``/loadkit/verdict`` serves the same
-verdict as ``verdict.json`` for scripts. While a test runs, the criteria are judged on what has
-been recorded so far (at most once a second); after it stops, the final verdict is shown.
+Flask runs ``before_request`` hooks in the order they were added: the guard (``web_guard``:
+Host and Origin, added first, in ``init``), then the login (nobody reaches a route without it),
+then the start checks (a form is judged only for someone logged in). Every kit route sits under
+Locust's ``--web-base-path`` and behind the login (``web_routes``):
+
+* ``/loadkit/status``: live or final, the run's state, window, totals (``web_status``);
+* ``/loadkit/verdict``: the current run's ``verdict.json`` document, for scripts;
+* ``/loadkit/runs`` and the runs' files (``web_runs``);
+* the page's script, its stylesheet and the form's help (``web_page``);
+* ``/loadkit/queue`` and ``/loadkit/queue.csv`` (``queue_web``, with the Queue depth tab).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
 from typing import Any
 
+from flask import jsonify
 from locust.env import Environment
 
-from loadkit.core.verdict import Verdict
+from loadkit.plugin.run_control import RunControl
+from loadkit.plugin.web_login import install_web_login
+from loadkit.plugin.web_page import install_page
+from loadkit.plugin.web_routes import add_kit_route
+from loadkit.plugin.web_runs import register_runs
+from loadkit.plugin.web_start import install_start_checks
+from loadkit.plugin.web_status import STATUS_ROUTE, VERDICT_ROUTE, WebSession
 from loadkit.results.verdict_files import verdict_to_dict
-
-TAB_KEY = "loadkit-baseline"
-VERDICT_ROUTE = "/loadkit/verdict"
-STATS_ROUTE = "/stats/requests"
-MIN_EVALUATION_INTERVAL_S = 1.0
-_MARKS = {
-    "passed": "✓ passed",
-    "failed": "✗ failed",
-    "no data": "✗ no data",
-    "skipped": "– skipped",
-}
+from loadkit.settings import Settings
 
 
-def verdict_rows(verdict: Verdict) -> list[dict[str, str]]:
-    """One table row per criterion, plus the overall line."""
-    rows = []
-    for result in verdict.results:
-        criterion = result.criterion
-        measured = "" if result.measured is None else criterion.format(result.measured)
-        rows.append(
-            {
-                "criterion": f"{criterion.subject} {criterion.metric}",
-                "threshold": f"{criterion.op} {criterion.format(criterion.threshold)}",
-                "measured": measured,
-                "status": _MARKS.get(result.status, result.status),
-            }
-        )
-    rows.append(
-        {"criterion": "verdict", "threshold": "", "measured": "", "status": verdict.summary}
-    )
-    return rows
-
-
-class BaselineTab:
-    """Keeps the last evaluation and hands it to the UI."""
-
-    def __init__(self, current: Callable[[], Verdict | None]) -> None:
-        self._current = current
-        self._cached: Verdict | None = None
-        self._cached_at_s = float("-inf")
-
-    def verdict(self) -> Verdict | None:
-        now_s = time.monotonic()
-        if now_s - self._cached_at_s >= MIN_EVALUATION_INTERVAL_S:
-            self._cached = self._current()
-            self._cached_at_s = now_s
-        return self._cached
-
-
-def register_baseline_tab(environment: Environment, current: Callable[[], Verdict | None]) -> None:
-    """Add the tab and the JSON route to the web UI, if this process has one."""
+def install_web(
+    environment: Environment, control: RunControl, settings: Settings, scenario: str | None
+) -> WebSession | None:
+    """Everything the kit adds to this process's web UI, if it has one."""
     web_ui = environment.web_ui
     if web_ui is None:
-        return
-    tab = BaselineTab(current)
-    args = web_ui.template_args
-    args.setdefault("extended_tabs", []).append({"title": "Baseline", "key": TAB_KEY})
-    args.setdefault("extended_tables", []).append(
-        {
-            "key": TAB_KEY,
-            "structure": [
-                {"key": "criterion", "title": "Criterion"},
-                {"key": "threshold", "title": "Threshold"},
-                {"key": "measured", "title": "Measured"},
-                {"key": "status", "title": "Status"},
-            ],
-        }
-    )
-    app = web_ui.app
+        return None
+    install_web_login(environment, settings)
+    session = WebSession(environment, control)
+    install_start_checks(environment, control, session)
 
-    @app.after_request
-    def _add_baseline_rows(response: Any) -> Any:
-        from flask import request
+    def status() -> Any:
+        return jsonify({**session.status(), "generation": session.generation})
 
-        if request.path != STATS_ROUTE or not response.is_json:
-            return response
-        verdict = tab.verdict()
-        rows = verdict_rows(verdict) if verdict else []
-        body = response.get_json()
-        body["extended_stats"] = [
-            *[s for s in body.get("extended_stats", []) if s.get("key") != TAB_KEY],
-            {"key": TAB_KEY, "data": rows},
-        ]
-        response.set_data(json.dumps(body))
-        return response
+    def verdict() -> Any:
+        current = session.verdict()
+        if current is None:
+            return jsonify({"verdict": None, "phase": session.phase(), "refused": session.refused})
+        return jsonify(verdict_to_dict(current))
 
-    @app.route(VERDICT_ROUTE)
-    @web_ui.auth_required_if_enabled
-    def _verdict() -> Any:
-        from flask import jsonify
-
-        verdict = tab.verdict()
-        return jsonify(verdict_to_dict(verdict) if verdict else {"verdict": None})
+    add_kit_route(web_ui, STATUS_ROUTE, "loadkit_status", status)
+    add_kit_route(web_ui, VERDICT_ROUTE, "loadkit_verdict", verdict)
+    register_runs(environment)
+    install_page(environment, scenario)
+    return session

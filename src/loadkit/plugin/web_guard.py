@@ -62,11 +62,12 @@ def install_web_guard(environment: Environment) -> bool:
 
     @app.before_request
     def _guard() -> Any:
-        from flask import request
+        from flask import g, request
 
         problem = host_header_problem(request.host, own_names) or (
             request.method in STATE_CHANGING_METHODS and origin_problem(request)
         )
+        g.loadkit_own_page = not problem  # the web UI's session reports only its own refusals
         if not problem and request.method == "POST" and request.path.endswith("/swarm"):
             problem = swarm_problem(environment, request.form)
         if problem:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import csv
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from locust import stats as locust_stats
@@ -48,13 +49,18 @@ def write_final_csv(environment: Environment, prefix: str) -> None:
             logger.warning("loadkit: could not finalise %s%s: %s", prefix, suffix, exc)
 
 
-def write_html_report(environment: Environment) -> Path | None:
-    """Write Locust's HTML report to ``--html`` (Locust skips it on SIGTERM)."""
-    options = environment.parsed_options
-    html_file = getattr(options, "html_file", None)
-    if not html_file:
-        return None
-    path = Path(html_file)
+def write_html_report(
+    environment: Environment, path: Path | None = None, mask: Callable[[str], str] = str
+) -> Path | None:
+    """Write Locust's HTML report to ``path``, else to ``--html`` (Locust skips it on SIGTERM,
+    and a web UI session has no ``--html``: each of its runs gets one in its folder), passed
+    through ``mask`` (the report shows the host, password included)."""
+    if path is None:
+        html_file = getattr(environment.parsed_options, "html_file", None)
+        if not html_file:
+            return None
+        path = Path(html_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(get_html_report(environment, show_download_link=False), encoding="utf-8")
+    report = get_html_report(environment, show_download_link=False)
+    path.write_text(mask(report), encoding="utf-8")
     return path

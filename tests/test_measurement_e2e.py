@@ -1,0 +1,138 @@
+"""The measurement core and the run lifecycle, proved against counts the kit does not make.
+
+Every number here is checked against the server: the reference platform's own counters
+(``GET /_loadkit/counters``), or a counting server written below that also notes when each
+request arrived, so the length of the load is measured where it lands, not by the kit's clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import kit_env, run_kit
+
+from loadkit.platform.launcher import RunningPlatform
+
+pytestmark = pytest.mark.slow
+
+#: The kit's queue sampler calls GET /api/queue/stats beside the load: off, so that the server's
+#: count holds the load's requests only.
+NO_QUEUE_PROBE = {"LOADKIT_QUEUE_SOURCE": "off"}
+
+
+# -- an independent server: counts and arrival times ---------------------------------------------
+
+
+class TimestampingServer(ThreadingHTTPServer):
+    """Answers ``GET /health`` like the platform does; notes each request's arrival (monotonic)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TimestampingHandler)
+        self.lock = threading.Lock()
+        self.arrivals_s: list[float] = []
+        self.others = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def load_period_s(self) -> float:
+        with self.lock:
+            return self.arrivals_s[-1] - self.arrivals_s[0]
+
+
+class _TimestampingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the platform
+    disable_nagle_algorithm = True  # without TCP_NODELAY loopback caps at ~225 rps
+    server: TimestampingServer
+
+    def do_GET(self) -> None:
+        arrived_s = time.monotonic()
+        with self.server.lock:
+            if self.path == "/health":
+                self.server.arrivals_s.append(arrived_s)
+            else:
+                self.server.others += 1
+        body = b'{"status": "ok"}' if self.path == "/health" else b'{"detail": "not found"}'
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def timestamping_server() -> Iterator[TimestampingServer]:
+    server = TimestampingServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def served_load(platform: RunningPlatform) -> dict[str, int]:
+    """The platform's count per route; the preflight is skipped and the queue probe off."""
+    return dict(platform.counters()["requests"])
+
+
+# -- exact totals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["local", "workers-2"])
+def test_totals_equal_the_servers_count_with_default_settings(
+    fresh_platform: RunningPlatform, tmp_path: Path, workers: int
+) -> None:
+    """Health users send back to back, so every user has a request in flight when the load stops:
+    the graceful stop lets each finish, and the verdict counts exactly what the server served."""
+    args = ["health", "-u", "4", "-t", "3s", "--skip-preflight"]
+    if workers:
+        args += ["--workers", str(workers)]
+    result = run_kit(args, kit_env(fresh_platform.url, **NO_QUEUE_PROBE), tmp_path)
+    assert result.exit_code == 0, result.output
+    verdict = result.verdict()
+    served = served_load(fresh_platform)
+    assert set(served) == {"GET /health"}
+    assert verdict["totals"]["requests"] == served["GET /health"] > 300
+    assert verdict["totals"]["failures"] == 0
+    assert verdict["state"] == "complete"
+
+
+# -- the length of the load --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("run_time_s", "workers"),
+    [(15, 0), (4, 2)],
+    ids=["local-15s", "workers-2-4s"],
+)
+def test_run_time_is_the_length_of_the_load_at_the_server(
+    timestamping_server: TimestampingServer, tmp_path: Path, run_time_s: int, workers: int
+) -> None:
+    """``-t`` is measured where the load lands: from the first request's arrival to the last's.
+    Locust's own run-time limit ended local runs 0.3-0.8 s early; the kit's timer must not."""
+    args = ["health", "-u", "2", "-t", f"{run_time_s}s", "--skip-preflight", "--no-baseline"]
+    if workers:
+        args += ["--workers", str(workers)]
+    env = kit_env(timestamping_server.url, **NO_QUEUE_PROBE)
+    result = run_kit(args, env, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert timestamping_server.others == 0
+    assert timestamping_server.load_period_s() == pytest.approx(run_time_s, abs=0.1)
+    verdict = result.verdict()
+    assert verdict["totals"]["requests"] == len(timestamping_server.arrivals_s)
+    window = verdict["window"]
+    assert window["end_s"] - window["start_s"] == pytest.approx(run_time_s, abs=0.1)

@@ -7,6 +7,9 @@ request arrived, so the length of the load is measured where it lands, not by th
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import kit_env, run_kit
+from conftest import REPO_ROOT, kit_env, run_kit
 
+from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform
 
 pytestmark = pytest.mark.slow
@@ -136,3 +140,45 @@ def test_run_time_is_the_length_of_the_load_at_the_server(
     assert verdict["totals"]["requests"] == len(timestamping_server.arrivals_s)
     window = verdict["window"]
     assert window["end_s"] - window["start_s"] == pytest.approx(run_time_s, abs=0.1)
+
+
+# -- a shape that ends a distributed run -----------------------------------------------------------
+
+TWO_SECOND_SHAPE = '''
+from locust import LoadTestShape
+
+
+class TwoSecondShape(LoadTestShape):
+    """Two users for two seconds, then the end: Locust quits a headless run itself."""
+
+    def tick(self):
+        return (2, 2) if self.get_run_time() < 2 else None
+'''
+
+
+def test_a_shape_that_ends_a_distributed_run_still_counts_every_request(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    """When a shape ends a headless run, Locust's master quits without telling its workers to
+    stop; the kit must still stop them gracefully and merge their last measurements."""
+    shape = tmp_path / "two_second_shape.py"
+    shape.write_text(TWO_SECOND_SHAPE)
+    port = str(free_loopback_port())
+    command = [
+        sys.executable, "-m", "locust", "-f", f"locustfiles/health.py,{shape}", "--headless",
+        "--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+        "--master-host", "127.0.0.1", "--master-port", port,
+        "--results-dir", str(tmp_path / "results"), "--no-baseline", "--only-summary",
+    ]  # fmt: skip
+    started_s = time.monotonic()
+    done = subprocess.run(
+        command, env=kit_env(fresh_platform.url, **NO_QUEUE_PROBE), cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    took_s = time.monotonic() - started_s
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    verdict = json.loads((tmp_path / "results" / "verdict.json").read_text())
+    assert verdict["totals"]["requests"] == served_load(fresh_platform)["GET /health"] > 100
+    assert not any("never arrived" in note for note in verdict["notes"]), verdict["notes"]
+    assert took_s < 15, output[-3000:]  # no wait for final measurements that never come

@@ -8,6 +8,7 @@ request arrived, so the length of the load is measured where it lands, not by th
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -15,8 +16,10 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from conftest import REPO_ROOT, kit_env, run_kit
 
 from loadkit.cli.topology import free_loopback_port
@@ -182,3 +185,93 @@ def test_a_shape_that_ends_a_distributed_run_still_counts_every_request(
     assert verdict["totals"]["requests"] == served_load(fresh_platform)["GET /health"] > 100
     assert not any("never arrived" in note for note in verdict["notes"]), verdict["notes"]
     assert took_s < 15, output[-3000:]  # no wait for final measurements that never come
+
+
+# -- rates -----------------------------------------------------------------------------------------
+
+
+def test_a_window_under_a_second_reads_no_rate_never_zero(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    args = ["health", "--profile", "smoke", "--time-scale", "0.03", "--skip-preflight"]
+    result = run_kit(args, kit_env(fresh_platform.url, **NO_QUEUE_PROBE), tmp_path)
+    assert result.exit_code == 0, result.output
+    verdict = result.verdict()
+    assert verdict["totals"]["rps"] is None
+    assert verdict["totals"]["requests"] == served_load(fresh_platform)["GET /health"] > 0
+    assert verdict["window"]["end_s"] - verdict["window"]["start_s"] == pytest.approx(0.9)
+    totals_line = next(line for line in result.output.splitlines() if "totals:" in line)
+    assert totals_line.endswith(", no rate (window under 1 s)"), totals_line
+    assert "/s" not in totals_line
+
+
+# -- the web UI: stop early, Reset -----------------------------------------------------------------
+
+
+def wait_for(predicate: Any, timeout_s: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def reachable(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_reset_then_stop_in_the_web_ui_judges_what_the_statistics_tab_shows(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    """Started from the UI's HTTP API, reset after a second, stopped a second and a half later,
+    well before the planned end: the verdict says "stopped early" (never PASSED) and counts
+    exactly the requests the Statistics tab counts since the reset."""
+    port = free_loopback_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "loadkit.cli.main", "ui", "health", "--web-port", str(port),
+         "--results", str(tmp_path)],
+        env=kit_env(fresh_platform.url, **NO_QUEUE_PROBE), cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: reachable(base + "/"), what="the web UI")
+        form = {
+            "user_count": 2, "spawn_rate": 2, "host": fresh_platform.url,
+            "shape_class": "AverageShape", "user_classes": "HealthUser", "time_scale": "0.1",
+        }  # fmt: skip  # average at 0.1: 30 s of load, stopped long before
+        assert requests.post(base + "/swarm", data=form, timeout=5).json()["success"]
+        wait_for(lambda: fresh_platform.counters()["total"] > 200, what="the load")
+        time.sleep(1.0)
+        assert requests.post(base + "/stats/reset", timeout=5).status_code == 200
+        time.sleep(1.5)
+        assert requests.post(base + "/stop", timeout=5).json()["success"]
+        verdict = wait_for(
+            lambda: (
+                (v := requests.get(base + "/loadkit/verdict", timeout=5).json()).get("live")
+                is False
+                and v
+            ),
+            what="the verdict",
+        )
+        stats = requests.get(base + "/stats/requests", timeout=5).json()
+        tab_total = next(s for s in stats["stats"] if s["name"] == "Aggregated")["num_requests"]
+        served = fresh_platform.counters()["requests"]["GET /health"]
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        try:
+            ui.wait(timeout=20)
+        finally:
+            ui.kill()
+    assert verdict["state"] == "stopped early" and verdict["passed"] is False
+    assert verdict["summary"].startswith("STOPPED EARLY: ")
+    assert verdict["totals"]["requests"] == tab_total > 100
+    assert served > tab_total  # the requests before the reset are in neither
+    assert "since the statistics were reset" in verdict["window"]["description"]
+    window_s = verdict["window"]["end_s"] - verdict["window"]["start_s"]
+    assert window_s == pytest.approx(1.5, abs=0.4)

@@ -275,3 +275,18 @@ def test_reset_then_stop_in_the_web_ui_judges_what_the_statistics_tab_shows(
     assert "since the statistics were reset" in verdict["window"]["description"]
     window_s = verdict["window"]["end_s"] - verdict["window"]["start_s"]
     assert window_s == pytest.approx(1.5, abs=0.4)
+
+
+def test_a_50_per_s_arrival_rate_reads_50_per_s_and_the_server_agrees(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    run_time_s = 6
+    args = ["scheduling", "--rate", "50", "-t", f"{run_time_s}s", "--skip-preflight"]
+    result = run_kit(args, kit_env(fresh_platform.url, **NO_QUEUE_PROBE), tmp_path)
+    assert result.exit_code == 0, result.output
+    totals = result.verdict()["totals"]
+    assert totals["rps"] == pytest.approx(50, rel=0.02)
+    served = served_load(fresh_platform)
+    assert set(served) == {"POST /api/calls"}
+    assert totals["requests"] == served["POST /api/calls"]
+    assert served["POST /api/calls"] == pytest.approx(50 * run_time_s, rel=0.02)

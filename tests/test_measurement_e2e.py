@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import REPO_ROOT, kit_env, run_kit
+from conftest import REPO_ROOT, TEST_API_KEY, kit_env, run_kit
 
+from loadkit import registry
 from loadkit.cli.topology import free_loopback_port
-from loadkit.platform.launcher import RunningPlatform
+from loadkit.platform.launcher import RunningPlatform, start_platform
 
 pytestmark = pytest.mark.slow
 
@@ -290,3 +291,137 @@ def test_a_50_per_s_arrival_rate_reads_50_per_s_and_the_server_agrees(
     assert set(served) == {"POST /api/calls"}
     assert totals["requests"] == served["POST /api/calls"]
     assert served["POST /api/calls"] == pytest.approx(50 * run_time_s, rel=0.02)
+
+
+# -- smoke passes on the reference platform ------------------------------------------------------
+
+
+#: One user, 1-3 s of think time and 9 s make 4-6 requests, weighted 5:3:2 between scheduling,
+#: the dashboard and retries: in 4 of 6 runs measured, the dashboard or the retry was never sent
+#: and its criteria read "no data". How a smoke run guarantees every request type is being
+#: decided (issue 9); until then this proof may fail, and says so, for this scenario only.
+SMOKE_MAY_MISS_A_REQUEST_TYPE = pytest.mark.xfail(
+    strict=False,
+    reason="full_system smoke can end before its first retry or dashboard read (issue 9)",
+)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        pytest.param(name, marks=SMOKE_MAY_MISS_A_REQUEST_TYPE) if name == "full_system" else name
+        for name in registry.SCENARIOS
+    ],
+)
+def test_smoke_passes_for_every_scenario_at_the_readmes_time_scale(
+    scenario: str, tmp_path: Path
+) -> None:
+    """``loadkit run <scenario> --profile smoke --time-scale 0.3`` with no API_URL: the README's
+    first command, against the embedded reference platform, preflight included."""
+    args = [scenario, "--profile", "smoke", "--time-scale", "0.3"]
+    result = run_kit(args, kit_env(None, api_key=None), tmp_path)
+    verdict = result.verdict()
+    not_held = [
+        f"{c['request'] or c['gauge'] or c['counter']} {c['metric']}: {c['status']} ({c['reason']})"
+        for c in verdict["criteria"]
+        if c["status"] in ("failed", "no data")
+    ]
+    assert (result.exit_code, verdict["passed"], not_held) == (0, True, []), verdict["summary"]
+    assert verdict["state"] == "complete"
+
+
+# -- signals ---------------------------------------------------------------------------------------
+
+#: Each GET /health takes this long, so a stop always finds requests in flight.
+SLOW_HEALTH_MS = 1000
+
+
+@pytest.fixture(scope="module")
+def slow_platform() -> Iterator[RunningPlatform]:
+    with start_platform(
+        TEST_API_KEY, extra_args=["--latency", f"GET /health={SLOW_HEALTH_MS}"]
+    ) as p:
+        yield p
+
+
+def start_run(platform: RunningPlatform, results: Path, *args: str) -> subprocess.Popen[str]:
+    """``loadkit run ...`` in the background, as a terminal would start it."""
+    command = [
+        sys.executable, "-m", "loadkit.cli.main", "run", *args, "--results", str(results),
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, env=kit_env(platform.url, **NO_QUEUE_PROBE), cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def finish(run: subprocess.Popen[str], timeout_s: float = 40) -> str:
+    try:
+        output, _ = run.communicate(timeout=timeout_s)
+    finally:
+        run.kill()
+    return output
+
+
+def wait_for_requests(platform: RunningPlatform, count: int, timeout_s: float = 30) -> None:
+    wait_for(lambda: platform.counters()["total"] >= count, timeout_s, f"{count} requests")
+
+
+def test_ctrl_c_stops_gracefully_and_judges_the_run_as_interrupted(
+    slow_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    slow_platform.reset_counters()
+    run = start_run(slow_platform, tmp_path, "health", "-u", "4", "-t", "60s", "--skip-preflight")
+    wait_for_requests(slow_platform, 8)  # two rounds started: every user has one in flight
+    run.send_signal(signal.SIGINT)
+    output = finish(run)
+    assert run.returncode == 3, output
+    run_dir = next(tmp_path.glob("*/"))
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["state"] == "interrupted" and verdict["passed"] is False
+    assert verdict["summary"].startswith("INTERRUPTED: Ctrl-C at ")
+    # the requests in flight finished (graceful stop): counted exactly as the server did
+    assert verdict["totals"]["requests"] == slow_platform.counters()["requests"]["GET /health"]
+    for name in ("junit.xml", "summary.txt", "report.html", "stats_stats.csv"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert "loadkit verdict: scenario health" in output
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_leaves_a_verdict(
+    slow_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    slow_platform.reset_counters()
+    run = start_run(slow_platform, tmp_path, "health", "-u", "4", "-t", "60s", "--skip-preflight")
+    wait_for_requests(slow_platform, 8)
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    stopped_s = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    output = finish(run)
+    took_s = time.monotonic() - stopped_s
+    assert run.returncode == 3, output
+    verdict = json.loads(next(tmp_path.glob("*/verdict.json")).read_text())
+    assert verdict["state"] == "interrupted" and verdict["passed"] is False
+    # the users were killed with their requests in flight: the server saw up to one more each
+    served = slow_platform.counters()["requests"]["GET /health"]
+    assert served - 4 <= verdict["totals"]["requests"] < served
+    assert took_s < SLOW_HEALTH_MS / 1000 + 5, output
+
+
+def test_sigterm_during_preflight_leaves_a_verdict_and_sends_no_load(
+    slow_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    slow_platform.reset_counters()
+    run = start_run(slow_platform, tmp_path, "health", "-u", "4", "-t", "10s")
+    wait_for_requests(slow_platform, 1)  # the preflight's GET /health, answered in 1 s
+    run.send_signal(signal.SIGTERM)
+    output = finish(run)
+    assert run.returncode == 3, output
+    run_dir = next(tmp_path.glob("*/"))
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["state"] == "interrupted" and verdict["passed"] is False
+    assert verdict["state_reason"] == "SIGTERM during preflight: no load was sent"
+    assert verdict["totals"]["requests"] == 0
+    assert not (run_dir / "locust.log").exists()
+    time.sleep(1.0)  # anything sent late would have arrived by now
+    assert slow_platform.counters()["requests"].get("GET /health") == 1  # the preflight's only

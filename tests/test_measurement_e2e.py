@@ -422,6 +422,12 @@ def test_sigterm_during_preflight_leaves_a_verdict_and_sends_no_load(
     assert verdict["state"] == "interrupted" and verdict["passed"] is False
     assert verdict["state_reason"] == "SIGTERM during preflight: no load was sent"
     assert verdict["totals"]["requests"] == 0
+    # the console says what happened, not that a window was short or a baseline missing
+    assert "totals: 0 requests, 0 failed (0%), no rate (nothing was measured)" in output
+    assert verdict["summary"] == (
+        "INTERRUPTED: SIGTERM during preflight: no load was sent "
+        "(on what was measured: nothing was judged: nothing was measured)"
+    )
     assert not (run_dir / "locust.log").exists()
     time.sleep(1.0)  # anything sent late would have arrived by now
     assert slow_platform.counters()["requests"].get("GET /health") == 1  # the preflight's only

@@ -41,7 +41,7 @@ CALLS = 200_000
 REPEATS = 5
 NAMES = (("GET", "/api/calls"), ("POST", "/api/calls"), ("GET", "/health"))
 RESPONSE_BYTES = 128
-#: CPU per request of FastHttpUser on this machine (docs: LOCUST_NOTES), for scale.
+#: CPU per request of FastHttpUser against a fast loopback server, measured here; for scale.
 FASTHTTP_CPU_US = 95.0
 
 

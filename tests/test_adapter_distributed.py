@@ -1,6 +1,7 @@
-"""A worker starts its users as soon as the master's spawn message arrives (the kit's cache of
-Locust's default options); the distributed run-time proof in test_measurement_e2e.py measures the
-effect at the server."""
+"""Two uses of Locust's internals for distributed runs (``plugin.locust_adapter``), checked against
+the installed Locust: the cache of default options that lets a worker start its users when the
+spawn message arrives, and the graceful stop of the workers when a master quits. Their effects are
+measured end to end in test_measurement_e2e.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import inspect
 
 import pytest
 from locust import argument_parser
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadkit.plugin import locust_adapter
 
@@ -35,3 +36,10 @@ def test_locusts_worker_still_looks_the_defaults_up_through_the_module() -> None
     changes this must be noticed (and the cache removed or moved)."""
     source = inspect.getsource(WorkerRunner.handle_message)
     assert "argument_parser.default_args_dict()" in source
+
+
+def test_a_quitting_master_stops_without_telling_its_workers() -> None:
+    """Why ``stop_workers_before_quitting`` exists: if an upgrade makes ``quit`` stop the
+    workers itself, the wrapper is no longer needed."""
+    source = inspect.getsource(MasterRunner.quit)
+    assert "self.stop(send_stop_to_client=False)" in source

@@ -195,11 +195,12 @@ class Verdict:
             names = ", ".join(r.criterion.describe() for r in self.no_data)
             problems.append(f"{len(self.no_data)} had no data: {names}")
         if judged == 0:
-            held = (
-                f"nothing was judged: no criterion applies to profile {self.profile!r}"
-                if self.results
-                else "nothing was judged: no baseline"
-            )
+            if self.results:
+                held = f"nothing was judged: no criterion applies to profile {self.profile!r}"
+            elif self.baseline_path is not None:  # a run stopped before anything was measured
+                held = "nothing was judged: nothing was measured"
+            else:
+                held = "nothing was judged: no baseline"
         else:
             held = f"{judged - len(self.failed) - len(self.no_data)} of {judged} criteria met"
         if self.live:

@@ -18,9 +18,11 @@ Clocks: each process maps monotonic readings to epoch seconds through one (epoch
 taken when the run starts, so workers' seconds line up on the master as far as the machines' wall
 clocks agree. Windows (``snapshot``) are in seconds since the run started (``start_epoch_s``).
 
-Rates over a window ``[a, b]`` add each second's count weighted by how much of that second lies
-in the window (whole seconds count fully, the edge seconds pro rata), divided by ``b - a``; a
-window shorter than ``MIN_RATE_WINDOW_S`` has no rate (None, never 0).
+Rates over a window ``[a, b]`` add each second's count weighted by the share of it that lies in
+the window, divided by ``b - a``: seconds inside count fully, an edge second pro rata over the
+span its requests occupy (its first to its last completion, kept per row and second), so the
+partly loaded seconds where a run starts and stops are not read as thinned out. A window shorter
+than ``MIN_RATE_WINDOW_S`` has no rate (None, never 0).
 
 Distributed runs: a worker exports what it recorded since its last export (``export_delta``,
 then forgets it); the master merges (``merge_delta``). Each sample leaves its worker once, and
@@ -54,44 +56,78 @@ Record = dict[str, Any]
 class _Cell:
     """One row in one second, or (in ``_Row``) one row over the whole run."""
 
-    __slots__ = ("bytes", "failures", "hist", "requests")
+    __slots__ = ("bytes", "failures", "first_s", "hist", "last_s", "requests")
 
     def __init__(self) -> None:
         self.hist = LatencyHistogram()
         self.requests = 0
         self.failures = 0
         self.bytes = 0
+        #: Epoch seconds of the first and the last completion counted here.
+        self.first_s = math.inf
+        self.last_s = -math.inf
 
     def merge(self, other: _Cell) -> None:
         self.hist.merge(other.hist)
         self.requests += other.requests
         self.failures += other.failures
         self.bytes += other.bytes
+        self.first_s = min(self.first_s, other.first_s)
+        self.last_s = max(self.last_s, other.last_s)
+
+
+class _Second:
+    """One row's requests in one second, and the span (epoch s) in which they completed."""
+
+    __slots__ = ("failures", "first_s", "last_s", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.failures = 0
+        self.first_s = math.inf
+        self.last_s = -math.inf
+
+    def add(self, cell: _Cell | _Second) -> None:
+        self.requests += cell.requests
+        self.failures += cell.failures
+        self.first_s = min(self.first_s, cell.first_s)
+        self.last_s = max(self.last_s, cell.last_s)
+
+    def share_in(self, start_s: float, end_s: float) -> float:
+        """The share of these requests inside ``[start_s, end_s]`` (epoch s), taking them as
+        spread evenly between the first and the last completion."""
+        span_s = self.last_s - self.first_s
+        if span_s > 0:
+            inside_s = min(self.last_s, end_s) - max(self.first_s, start_s)
+            return max(0.0, inside_s) / span_s
+        return 1.0 if start_s <= self.first_s <= end_s else 0.0
 
 
 class _Row(_Cell):
-    """A row's whole-run totals plus its per-second (requests, failures) for window rates."""
+    """A row's whole-run totals plus its per-second counts and spans, for window rates."""
 
     __slots__ = ("seconds",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds: dict[int, list[int]] = {}
+        self.seconds: dict[int, _Second] = {}
 
     def copy(self) -> _Row:
         row = _Row()
         row.merge(self)
-        row.seconds = {second: list(counts) for second, counts in self.seconds.items()}
+        for second, counts in self.seconds.items():
+            row.add_second(second, counts)
         return row
 
     def fold(self, second: int, cell: _Cell) -> None:
         self.merge(cell)
-        counts = self.seconds.get(second)
-        if counts is None:
-            self.seconds[second] = [cell.requests, cell.failures]
-        else:
-            counts[0] += cell.requests
-            counts[1] += cell.failures
+        self.add_second(second, cell)
+
+    def add_second(self, second: int, counts: _Cell | _Second) -> None:
+        target = self.seconds.get(second)
+        if target is None:
+            target = self.seconds[second] = _Second()
+        target.add(counts)
 
 
 @dataclass(frozen=True)
@@ -179,16 +215,21 @@ class Collector:
         response_length: int = 0,
     ) -> None:
         """Count one completed request; ``None`` latency counts it without a timing."""
-        second = math.floor(now_mono_s + self._epoch_offset_s)
+        epoch_s = now_mono_s + self._epoch_offset_s
+        second = math.floor(epoch_s)
         row = self._cells.get(second)
         if row is None:
             row = self._cells[second] = {}
             if self.first_request_s is None:
-                self.first_request_s = now_mono_s + self._epoch_offset_s - self.start_epoch_s
+                self.first_request_s = epoch_s - self.start_epoch_s
         key = (request_type, name)
         cell = row.get(key)
         if cell is None:
             cell = row[key] = _Cell()
+        if epoch_s < cell.first_s:
+            cell.first_s = epoch_s
+        if epoch_s > cell.last_s:
+            cell.last_s = epoch_s
         cell.requests += 1
         if response_length:
             cell.bytes += response_length
@@ -217,7 +258,7 @@ class Collector:
         ``final`` says it will record nothing more in this run.
         """
         cells = [
-            [second, t, n, c.requests, c.failures, c.bytes, c.hist.to_dict()]
+            [second, t, n, c.requests, c.failures, c.bytes, c.hist.to_dict(), c.first_s, c.last_s]
             for second, row in self._cells.items()
             for (t, n), c in row.items()
         ]
@@ -243,9 +284,10 @@ class Collector:
         if self.run_id is not None and payload.get("run") != self.run_id:
             self.stale_reports += 1
             return False
-        for second, t, n, requests, failures, nbytes, hist in payload["cells"]:
+        for second, t, n, requests, failures, nbytes, hist, first_s, last_s in payload["cells"]:
             incoming = _Cell()
             incoming.requests, incoming.failures, incoming.bytes = requests, failures, nbytes
+            incoming.first_s, incoming.last_s = float(first_s), float(last_s)
             incoming.hist = LatencyHistogram.from_dict(hist)
             row = self._cells.setdefault(int(second), {})
             key = (str(t), str(n))
@@ -314,23 +356,22 @@ class Collector:
             metrics = self._metrics(request_type, name, row, window)
             out[metrics.key] = metrics
             if request_type not in NON_HTTP_REQUEST_TYPES:
-                for second, (requests, failures) in row.seconds.items():
-                    total.fold(second, _counts_cell(requests, failures))
-                total.hist.merge(row.hist)
-                total.bytes += row.bytes
+                total.merge(row)
+                for second, counts in row.seconds.items():
+                    total.add_second(second, counts)
         aggregated = self._metrics("", AGGREGATED_NAME, total, window)
         out[aggregated.key] = aggregated
         return out
 
-    def rate_in(self, seconds: Mapping[int, list[int]], window: tuple[float, float]) -> float:
+    def rate_in(self, seconds: Mapping[int, _Second], window: tuple[float, float]) -> float:
         """Requests per second over ``window`` from per-second counts, edges pro rata."""
         start_s, end_s = window
         a, b = self.start_epoch_s + start_s, self.start_epoch_s + end_s
         counted = 0.0
-        for second, (requests, _failures) in seconds.items():
-            overlap = min(second + 1, b) - max(second, a)
-            if overlap > 0:
-                counted += requests * overlap
+        for second, counts in seconds.items():
+            if second + 1 <= a or second > b:
+                continue
+            counted += counts.requests * counts.share_in(a, b)
         return counted / (b - a)
 
     def _metrics(
@@ -367,10 +408,10 @@ class Collector:
             else:
                 wanted = f"{request_type} {name}".strip() == key
             if wanted:
-                for second, (requests, failures) in row.seconds.items():
-                    counts = merged.setdefault(second, [0, 0])
-                    counts[0] += requests
-                    counts[1] += failures
+                for second, counts in row.seconds.items():
+                    summed = merged.setdefault(second, [0, 0])
+                    summed[0] += counts.requests
+                    summed[1] += counts.failures
         return {s: (r, f) for s, (r, f) in sorted(merged.items())}
 
     def _merged_rows(self) -> dict[Key, _Row]:
@@ -487,12 +528,6 @@ class Collector:
                 record["late"] = True
             records.append(record)
         return records
-
-
-def _counts_cell(requests: int, failures: int) -> _Cell:
-    cell = _Cell()
-    cell.requests, cell.failures = requests, failures
-    return cell
 
 
 def _ms(value_ms: float) -> float:

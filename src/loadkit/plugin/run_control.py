@@ -91,6 +91,7 @@ class RunControl:
 
     def subscribe(self) -> None:
         locust_adapter.serialize_stops(self.environment.runner)
+        locust_adapter.stop_workers_before_quitting(self.environment.runner)
         events = self.environment.events
         events.test_start.add_listener(self.on_test_start)
         events.test_stopping.add_listener(self.on_test_stopping)

@@ -28,7 +28,7 @@ from locust.runners import WorkerRunner
 from loadkit import registry
 from loadkit.core.plan import PLAN_ENV, PlanError, RunPlan
 from loadkit.observe.queue_sources import QueueSourceError
-from loadkit.plugin import arrival
+from loadkit.plugin import arrival, locust_adapter
 from loadkit.plugin.context import KitContext, attach_context, context_of, settings_of
 from loadkit.plugin.host_guard import install_host_guard, refuse_if_off_list
 from loadkit.plugin.invalid_input import exit_invalid
@@ -82,6 +82,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     install_web_guard(environment)
     arrival.install(environment)
     if isinstance(environment.runner, WorkerRunner):
+        locust_adapter.cache_default_options()
         if not settings.api_key_value:
             exit_invalid("API_KEY is not set on this worker (workers need the same key)")
         return

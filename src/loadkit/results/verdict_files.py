@@ -73,7 +73,10 @@ def render_console(verdict: Verdict) -> str:
             lines.append(f"{line} {'; '.join(notes)}".rstrip())
     t = verdict.totals
     lines.append("")
-    rate = "no rate (window under 1 s)" if t.rps is None else f"{format_number(t.rps)}/s"
+    if t.rps is not None:
+        rate = f"{format_number(t.rps)}/s"
+    else:
+        rate = "no rate (window under 1 s)" if t.requests else "no rate (nothing was measured)"
     lines.append(
         f"  totals: {t.requests} requests, {t.failures} failed "
         f"({format_number(t.error_rate * 100)}%), {rate}"

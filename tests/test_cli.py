@@ -104,3 +104,23 @@ def test_the_parent_process_never_imports_locust() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_graceful_stop_is_planned_from_the_option_else_the_setting() -> None:
+    from argparse import Namespace
+
+    from loadkit import registry
+    from loadkit.cli.planning import plan_from_args
+    from loadkit.settings import load_settings
+
+    args = Namespace(
+        time_scale=None, user_scale=None, run_time="2s", profile=None, stage=[], users=None,
+        spawn_rate=None, rate=None, rate_stage=[], max_in_flight=None, no_baseline=True,
+        baseline=None, graceful_stop=None,
+    )  # fmt: skip
+    health = registry.get_scenario("health")
+    assert plan_from_args(args, health).graceful_stop_s == 5.0
+    settings = load_settings(graceful_stop_s=0)
+    assert plan_from_args(args, health, settings=settings).graceful_stop_s == 0.0
+    args.graceful_stop = "1.5s"
+    assert plan_from_args(args, health, settings=settings).graceful_stop_s == 1.5

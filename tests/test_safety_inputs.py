@@ -161,6 +161,13 @@ CASES: dict[str, Case] = {
         "run health -- --nonsense", "unrecognized arguments: --nonsense"
     ),
     "kit option after --": Case("run health -- -t 0", "-t after `--` would be ignored"),
+    "stop-timeout after --": Case(
+        "run health -t 1s -- --stop-timeout 3", "give loadkit --graceful-stop DURATION"
+    ),
+    "graceful stop too long": Case("run health -t 1s --graceful-stop 2h", "at most 600 s"),
+    "graceful stop garbage": Case(
+        "run health -t 1s --graceful-stop soon", "--graceful-stop: invalid duration 'soon'"
+    ),
     "max-in-flight 0": Case("run scheduling -t 1s --max-in-flight 0", "invalid max in flight '0'"),
     "Locust: max-in-flight env 0": Case(
         "run scheduling", "--max-in-flight", {"LOADKIT_MAX_IN_FLIGHT": "0"}

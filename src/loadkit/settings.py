@@ -154,6 +154,14 @@ class Settings(BaseSettings):
         "separated by `+`, whose lengths add up.",
     )
 
+    graceful_stop_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="When the load stops, requests in flight may finish for this long (k6's "
+        "gracefulStop), so the verdict's totals equal the server's count; 0 cuts them off.",
+    )
     abort_when_unreachable_s: float = Field(
         default=10.0,
         ge=0,

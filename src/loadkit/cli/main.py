@@ -133,6 +133,12 @@ def _shared_run_options(*, baseline_file: bool = True) -> argparse.ArgumentParse
             "--baseline", type=Path, help="baseline file (default: baselines/SCENARIO.toml)"
         )
     verdict.add_argument("--no-baseline", action="store_true", help="run without criteria")
+    shared.add_argument(
+        "--graceful-stop",
+        metavar="DURATION",
+        help="how long requests in flight may finish when the load stops, like k6's "
+        "gracefulStop (default 5s; 0 cuts them off) [LOADKIT_GRACEFUL_STOP_S]",
+    )
     shared.add_argument("--api-url", help="platform base URL (default: API_URL, else embedded)")
     shared.add_argument(
         "--skip-preflight", action="store_true", help="don't check the platform before the load"
@@ -312,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _refuse_kit_options_for_locust(locust_extra: Sequence[str]) -> None:
     for arg in locust_extra:
         option = arg.split("=", 1)[0]
+        if option in ("-s", "--stop-timeout"):
+            raise UsageError(
+                f"{option} after `--` would be ignored: give loadkit --graceful-stop DURATION"
+            )
         if option in KIT_OPTIONS:
             raise UsageError(
                 f"{option} after `--` would be ignored: give it to loadkit, before `--`"
@@ -385,7 +395,7 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     launch = _launch(args, locust_extra)
     if launch.topology.role == "worker":
         return run_worker(scenario.name, launch, say)
-    plan = plan_from_args(args, scenario, _load_generators(launch.topology))
+    plan = plan_from_args(args, scenario, _load_generators(launch.topology), settings)
     with target(settings, say) as (url, key):
         if checked.notice:
             say(checked.notice)
@@ -406,7 +416,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             step_args.profile = profile
             step_args.scenario = scenario.name
             check_run_inputs(step_args, locust_extra, settings)
-            plan = plan_from_args(step_args, scenario, _load_generators(launch.topology))
+            plan = plan_from_args(step_args, scenario, _load_generators(launch.topology), settings)
             steps.append((f"{scenario.name} {profile}", plan))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):

@@ -26,6 +26,10 @@ from loadkit.core.plan import (
 )
 from loadkit.core.profiles import ProfileError
 from loadkit.registry import ScenarioSpec
+from loadkit.settings import Settings
+
+#: The longest a run may wait for requests in flight once its load stopped.
+MAX_GRACEFUL_STOP_S = 600.0
 
 
 class UsageError(ValueError):
@@ -33,7 +37,10 @@ class UsageError(ValueError):
 
 
 def plan_from_args(
-    args: argparse.Namespace, scenario: ScenarioSpec, load_generators: int = 1
+    args: argparse.Namespace,
+    scenario: ScenarioSpec,
+    load_generators: int = 1,
+    settings: Settings | None = None,
 ) -> RunPlan:
     """The run ``args`` ask for; ``UsageError``/``PlanError``/``BaselineError`` if they can't.
 
@@ -80,8 +87,21 @@ def plan_from_args(
         run_time_s=run_time_s if profile_given else None,
         arrival=arrival,
         baseline=baseline,
-        graceful_stop_s=DEFAULT_GRACEFUL_STOP_S,
+        graceful_stop_s=_graceful_stop(getattr(args, "graceful_stop", None), settings),
     )
+
+
+def _graceful_stop(text: str | None, settings: Settings | None) -> float:
+    """``--graceful-stop``, else ``LOADKIT_GRACEFUL_STOP_S``, else 5 s; 0 is allowed."""
+    if text is None:
+        return settings.graceful_stop_s if settings is not None else DEFAULT_GRACEFUL_STOP_S
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"--graceful-stop: {exc}") from None
+    if seconds > MAX_GRACEFUL_STOP_S:
+        raise UsageError(f"--graceful-stop {text}: at most {MAX_GRACEFUL_STOP_S:g} s")
+    return seconds
 
 
 def _scale(value: float | None, option: str) -> float:

@@ -34,7 +34,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner
 from loadkit import registry
 from loadkit.core.baselines import Baseline
 from loadkit.core.lifecycle import Lifecycle, RunState
-from loadkit.core.plan import DEFAULT_GRACEFUL_STOP_S, ArrivalSpec, RunPlan, closed_stages
+from loadkit.core.plan import ArrivalSpec, RunPlan, closed_stages
 from loadkit.core.verdict import AbortWatch, Verdict
 from loadkit.plugin import locust_adapter
 from loadkit.plugin.context import KitContext, context_of
@@ -368,7 +368,9 @@ class RunControl:
             run_time_s=self.run_time_s if shape is not None else None,
             arrival=arrival if arrival != ArrivalSpec() else None,
             baseline=base.baseline if base else self.ctx.extras.get("baseline"),
-            graceful_stop_s=float(environment.stop_timeout or 0) or DEFAULT_GRACEFUL_STOP_S,
+            # Locust's --stop-timeout when given (> 0), else LOADKIT_GRACEFUL_STOP_S.
+            graceful_stop_s=float(environment.stop_timeout or 0)
+            or self.ctx.settings.graceful_stop_s,
         )
         root = self.ctx.results_root
         if root is not None:

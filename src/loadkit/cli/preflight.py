@@ -27,7 +27,7 @@ No line ever holds the API key, and URLs are shown with any password masked.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, TextIO
 
@@ -116,11 +116,15 @@ def check_platform(
     out: TextIO,
     api_url: str | None = None,
     needs: PreflightNeeds | None = None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> Preflight:
-    """:func:`run_preflight`, also saying whether the run should sample the queue."""
+    """:func:`run_preflight`, also saying whether the run should sample the queue. Once
+    ``stopped()`` is true (a Ctrl-C or SIGTERM arrived), no further check is sent."""
     passed = sample_queue = True
     secrets = [settings.api_key_value or ""]
     for line in preflight_lines(settings, api_url=api_url, needs=needs):
+        if stopped():
+            return Preflight(False, sample_queue)
         passed = passed and line.ok is not False
         sample_queue = sample_queue and not line.drops_queue
         print(mask(str(line), secrets), file=out, flush=True)

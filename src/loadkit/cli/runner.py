@@ -142,7 +142,9 @@ def execute(
     with SignalWatch() as signals:
         checked = Preflight(True, True)
         if not launch.skip_preflight:
-            checked = check_target(settings, url, key, announce, needs_of(plan))
+            checked = check_target(
+                settings, url, key, announce, needs_of(plan), stopped=signals.was_received
+            )
         if not checked.passed:
             if signals.received:
                 return _stopped_before_load(plan, run_dir, signals.received, "preflight", announce)
@@ -175,12 +177,13 @@ def check_target(
     key: str,
     announce: Callable[[str], None],
     needs: PreflightNeeds | None = None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> Preflight:
     """The preflight checks the run ``needs`` against its target, before any load; lines on
-    stderr."""
+    stderr. ``stopped`` ends it between two checks (a signal arrived)."""
     checked = settings.model_copy(update={"api_url": url, "api_key": SecretStr(key)})
-    outcome = check_platform(checked, out=sys.stderr, api_url=url, needs=needs)
-    if not outcome.passed:
+    outcome = check_platform(checked, out=sys.stderr, api_url=url, needs=needs, stopped=stopped)
+    if not outcome.passed and not stopped():
         announce("preflight failed: nothing was sent (--skip-preflight runs anyway)")
     return outcome
 
@@ -211,6 +214,9 @@ class SignalWatch:
     def __exit__(self, *_: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def was_received(self) -> bool:
+        return self.received is not None
 
     def _note(self, signum: int, _frame: FrameType | None) -> None:
         self.received = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"

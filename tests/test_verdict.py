@@ -432,6 +432,11 @@ DOCUMENTED_KEYS = {
     "passed",
     "exit_code",
     "summary",
+    "started_at",
+    "requests",
+    "gauges",
+    "counters",
+    "reference",
 }
 CRITERION_KEYS = {
     "index",
@@ -449,6 +454,9 @@ CRITERION_KEYS = {
     "measured",
     "status",
     "reason",
+    "table",
+    "label",
+    "describe",
 }
 
 

@@ -138,6 +138,8 @@ def judge(
         state_reason="" if live else lifecycle.reason,
         notes=notes,
         live=live,
+        reference=plan.reference,
+        started_at_s=collector.start_epoch_s or None,
     )
 
 

@@ -192,7 +192,9 @@ def _regression_keys(result: CriterionResult) -> dict[str, Any]:
     return {
         "reference_value": _finite(check.reference_value),
         "reference_run": check.reference_run,
-        "spread": None if spread is None else {"low": spread.low, "high": spread.high, "runs": spread.runs},
+        "spread": None
+        if spread is None
+        else {"low": spread.low, "high": spread.high, "runs": spread.runs},
     }
 
 

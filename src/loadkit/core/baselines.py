@@ -416,7 +416,7 @@ REGRESSION_FALLING: Final = ("rps",)
 REGRESSION_METRICS: Final = (*REGRESSION_RISING, *REGRESSION_FALLING)
 
 
-def _tolerance(raw: object) -> float:
+def parse_tolerance(raw: object) -> float:
     """``"20%"`` or 0.2 -> 0.2: a tolerance as a fraction (of the reference, or for an error
     rate, of all requests: percentage points)."""
     amount, unit = _split(raw)
@@ -473,7 +473,7 @@ class RegressionCriterion(BaseModel):
         if raw is None:
             raise _KeyedError((key,), f"missing: how much {self.metric} may change, e.g. '20%'")
         try:
-            tolerance = _tolerance(raw)
+            tolerance = parse_tolerance(raw)
         except ValueError as exc:
             raise _KeyedError((key,), str(exc)) from None
         if not rising and tolerance >= 1:

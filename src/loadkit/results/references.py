@@ -172,6 +172,11 @@ def record_of_folder(folder: Path, store: HistoryStore) -> dict[str, Any]:
     return record
 
 
+def is_series_name(spec: str) -> bool:
+    """Whether ``spec`` is ``SCENARIO/PROFILE[@WHICH]`` rather than a folder."""
+    return _NAME.match(spec) is not None and not Path(spec).is_dir()
+
+
 def resolve_run(
     spec: str, store: HistoryStore, *, other: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from conftest import REPO_ROOT, kit_env
 
 from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform
+from loadkit.results.history import HistoryStore
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +109,13 @@ def test_profiles_in_the_class_picker_start_stop_restart_and_a_verdict_each_time
         # Each run keeps its own folder: the first verdict is still there, unchanged.
         assert json.loads(first_path.read_text()) == first
         assert (first_path.parent.parent / "2-spike" / "verdict.json").exists()
+        # Each run is recorded once, by the Locust process (no parent waits for a UI run).
+        records = HistoryStore(tmp_path / "history.sqlite").records()
+        assert [(r["profile"], r["state"]) for r in records] == [
+            ("smoke", "complete"), ("spike", "stopped early"),
+        ]  # fmt: skip
+        assert records[0]["run_dir"] == str(first_path.parent.relative_to(tmp_path))
+        assert records[1]["totals"] == second["totals"]
     finally:
         ui.send_signal(signal.SIGTERM)
         try:

@@ -6,24 +6,39 @@ a run of its own: at ``test_start`` (after the run control has fixed the run's p
 reference of the run's scenario, profile and load is looked up when a ``[[regression]]``
 criterion will judge it; at ``test_stop`` (after the run control has judged and written the
 verdict) the run is recorded, once, if it has a results folder.
+
+The history is ``LOADKIT_HISTORY_FILE`` (``loadkit ui`` sets it to the one ``loadkit run`` would
+use), else ``history.sqlite`` beside the session's folder (``--results-dir``): for
+``locust --results-dir results/x`` that is ``results/history.sqlite``, where ``loadkit run``
+keeps it too.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from locust.env import Environment
 
 from loadkit.core.reference import ReferenceLookup
 from loadkit.plugin.context import KitContext
-from loadkit.results.history import HistoryError, HistoryStore, utc_now
+from loadkit.results.history import HISTORY_FILE, HistoryError, HistoryStore, utc_now
 from loadkit.results.references import RunNotFound, lookup_reference
 from loadkit.results.run_record import Provenance, record_run
 from loadkit.results.verdict_files import verdict_to_dict
 
 logger = logging.getLogger("loadkit.records")
+
+
+def history_path(ctx: KitContext) -> Path | None:
+    """Where this session keeps its records; None without a results folder (nothing kept)."""
+    if ctx.settings.history_file is not None:
+        return ctx.settings.history_file
+    if ctx.results_root is None:
+        return None
+    return ctx.results_root.resolve().parent / HISTORY_FILE
 
 
 def install_records(environment: Environment, ctx: KitContext) -> None:
@@ -44,7 +59,13 @@ def install_records(environment: Environment, ctx: KitContext) -> None:
             return
         if not any(rule.applies_to(plan.profile) for rule in baseline.regression):
             return
-        store = HistoryStore(ctx.settings.history_path)
+        path = history_path(ctx)
+        if path is None:
+            ctx.run = replace(
+                plan, reference=ReferenceLookup(None, "no results folder, no history")
+            )
+            return
+        store = HistoryStore(path)
         spread_runs = baseline.regression_policy.spread_runs
         try:
             lookup = lookup_reference(store, plan, None, spread_runs)
@@ -53,15 +74,17 @@ def install_records(environment: Environment, ctx: KitContext) -> None:
         ctx.run = replace(plan, reference=lookup)
 
     def on_test_stop(**_: Any) -> None:
-        control, plan, run_dir = ctx.control, ctx.run, ctx.run_dir
-        if control is None or control.verdict is None or plan is None or run_dir is None:
+        control, plan, run_dir, path = ctx.control, ctx.run, ctx.run_dir, history_path(ctx)
+        if control is None or control.verdict is None or plan is None:
+            return
+        if run_dir is None or path is None:
             return
         if plan.run_id in recorded:
             return
         recorded.add(plan.run_id)
         try:
             message = record_run(
-                ctx.settings.history_path,
+                path,
                 plan,
                 verdict_to_dict(control.verdict),
                 Provenance(environment.host, ctx.settings.target_version),

@@ -89,6 +89,11 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+def _env_flag(name: str) -> bool:
+    """A yes/no from the environment: ``1``, ``true`` or ``yes`` mean yes."""
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes")
+
+
 def _env_list(name: str) -> list[str]:
     value = _env(name)
     return [part.strip() for part in value.split(",") if part.strip()] if value else []
@@ -147,8 +152,10 @@ def _shared_run_options(*, baseline_file: bool = True) -> argparse.ArgumentParse
     shared.add_argument(
         "--save-reference",
         action="store_true",
+        default=_env_flag("LOADKIT_SAVE_REFERENCE"),
         help="if the run passes, make it the reference of its scenario, profile and load "
-        "(what [[regression]] criteria and `loadkit compare` compare with)",
+        "(what [[regression]] criteria and `loadkit compare` compare with) "
+        "[LOADKIT_SAVE_REFERENCE=1]",
     )
     add_safety_options(shared)
     return shared

@@ -101,15 +101,17 @@ def _draw(points: Sequence[TrendPoint], title: str) -> Any:
     for ax, label, values, color in panels:
         xs = [i for i, v in zip(x, values, strict=True) if v is not None]
         ys = [v for v in values if v is not None]
-        ax.plot(xs, ys, color=color, linewidth=1.2, marker="o", markersize=4, label=label)
+        ax.plot(xs, ys, color=color, linewidth=1.2, marker="o", markersize=4)
         for flagged, style in _MARKS:
             chosen = [(i, v) for i, v in zip(xs, ys, strict=True) if flagged(points[i])]
-            if chosen:
-                ax.scatter(*zip(*chosen, strict=True), zorder=3, **style)
+            ax.scatter(*(zip(*chosen, strict=True) if chosen else ([], [])), zorder=3, **style)
         ax.set_ylabel(label)
-        ax.set_ylim(bottom=0)
+        # From zero, with room above the highest point; an error panel of zeros still reads 0-1%.
+        floor = 1.0 if ax is axes[2] else 0.0
+        ax.set_ylim(0, max([*ys, floor]) * 1.15 or 1.0)
+        ax.margins(x=0.05)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes[-1].xaxis.set_major_locator(FixedLocator(x))
     axes[-1].set_xticklabels([p.label for p in points], fontsize=7)
     axes[-1].set_xlabel("run (start time UTC, run id)")

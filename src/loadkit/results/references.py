@@ -156,6 +156,11 @@ def record_of_folder(folder: Path, store: HistoryStore) -> dict[str, Any]:
             raise RunNotFound(f"{folder / PLAN_FILE}: {exc}") from None
         for record in store.find(plan.run_id):
             return record
+    else:  # a web UI run's folder has no plan.json: find its record by the folder
+        for record in store.records(verdict.get("scenario"), verdict.get("profile")):
+            kept = record.get("run_dir")
+            if kept and (store.path.parent / kept).resolve() == folder.resolve():
+                return record
     if "requests" not in verdict:
         raise RunNotFound(
             f"{verdict_path} has no per-request numbers (written before loadkit kept them)"

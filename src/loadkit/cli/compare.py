@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from loadkit.core.comparison import (
     Comparison,
+    MetricRow,
     ToleranceError,
     compare,
     describe_tolerances,
@@ -154,7 +155,8 @@ def _side_a(args: argparse.Namespace, store: HistoryStore, b: Mapping[str, Any])
     return found[0]
 
 
-def _beyond(result: Comparison) -> tuple:
+def _beyond(result: Comparison) -> tuple[MetricRow, ...]:
+    """Every change beyond a tolerance, better or worse (``--fail-on change``)."""
     return tuple(r for r in result.rows if r.judgement in (REGRESSION, IMPROVEMENT))
 
 

@@ -46,6 +46,7 @@ from loadkit.core.verdict import (
     REGRESSION_TABLE,
     SKIPPED,
     CriterionResult,
+    Status,
 )
 
 #: Earlier passing runs needed before their spread counts (two values show no spread worth
@@ -278,8 +279,10 @@ def _judge_one(
     metrics: Mapping[str, EndpointMetrics],
     lookup: ReferenceLookup | None,
 ) -> CriterionResult:
-    def result(check: RegressionCheck, measured: float | None, status: str, reason: str):
-        return CriterionResult(index, check, measured, status, reason, REGRESSION_TABLE)  # type: ignore[arg-type]
+    def result(
+        check: RegressionCheck, measured: float | None, status: Status, reason: str
+    ) -> CriterionResult:
+        return CriterionResult(index, check, measured, status, reason, REGRESSION_TABLE)
 
     if not rule.applies_to(profile):
         where = ", ".join(rule.profiles or ())

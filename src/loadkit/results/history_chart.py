@@ -61,6 +61,7 @@ class TrendPoint:
             rps=metric_value(total, "rps"),
             error_rate=metric_value(total, "error_rate"),
             requests=None if count is None else int(count),
+            # ``3f2a1c9e`` or ``3f2a1c9e-dirty``: the short commit and what follows the 40 digits.
             kit=(commit[:8] + commit[40:]) if commit else kit.get("version"),
             target_version=(record.get("target") or {}).get("version"),
         )

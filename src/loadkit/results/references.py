@@ -55,7 +55,9 @@ class SeriesKey:
         return f"{self.scenario}/{self.profile}"
 
 
-def _earlier(records: Sequence[Mapping[str, Any]], before: Mapping[str, Any] | None) -> list:
+def _earlier(
+    records: Sequence[dict[str, Any]], before: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """``records`` (oldest first) that started before ``before``, which itself is left out."""
     if before is None:
         return list(records)

@@ -153,9 +153,7 @@ def build_record(
         }
         for c in verdict.get("criteria", ())
     ]
-    regressions = sum(
-        c["table"] == REGRESSION_TABLE and c["status"] == FAILED for c in criteria
-    )  # fmt: skip
+    regressions = sum(c["table"] == REGRESSION_TABLE and c["status"] == FAILED for c in criteria)
     reference = (verdict.get("reference") or {}).get("run") or {}
     return {
         "schema": RECORD_SCHEMA,

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,10 +172,15 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "summary": verdict.summary,
         "started_at": _iso_utc(verdict.started_at_s),
         "requests": requests_section(verdict.metrics),
-        "gauges": {name: asdict(g) for name, g in verdict.gauges.items()},
-        "counters": dict(verdict.counters),
+        "gauges": {name: _finite_values(asdict(g)) for name, g in verdict.gauges.items()},
+        "counters": _finite_values(verdict.counters),
         "reference": _reference_keys(verdict),
     }
+
+
+def _finite_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Strict JSON: a non-finite number becomes null."""
+    return {k: _finite(v) if isinstance(v, float) else v for k, v in values.items()}
 
 
 def _iso_utc(epoch_s: float | None) -> str | None:

@@ -176,7 +176,7 @@ def test_a_file_that_is_not_a_history_is_one_line(tmp_path: Path) -> None:
         HistoryStore(path).records()
 
 
-def test_writer_prelude_is_importable_without_locust() -> None:
+def test_the_history_never_imports_locust() -> None:
     """The parent records runs and never imports Locust; neither does the history."""
     code = "import sys; import loadkit.results.run_record, loadkit.results.references; "
     code += "print(json.dumps(sorted(m for m in sys.modules if m.startswith('locust'))))"

@@ -54,10 +54,10 @@ request = "total"
 metric = "p95"
 max_increase = "20%"
 """
-#: About 200 requests: 30 users, each waiting 0.6 s for every answer, for 4 s. (A request rate
-#: over 4 s of a closed model moves by 10-15% from run to run, as each user's last answer falls
+#: About 150 requests: 30 users, each waiting 0.6 s for every answer, for 3 s. (A request rate
+#: over 3 s of a closed model moves by 10-15% from run to run, as each user's last answer falls
 #: inside or outside the window, so this test judges latency; the rate rule is unit-tested.)
-LOAD = ["-u", "30", "-t", "4s"]
+LOAD = ["-u", "30", "-t", "3s"]
 
 
 def run_id(result: RunResult) -> str:

@@ -9,6 +9,7 @@ from conftest import TEST_API_KEY, kit_env, run_kit_command
 
 from loadkit.cli.run_all import StepOutcome, render_steps
 from loadkit.platform.launcher import RunningPlatform, start_platform
+from loadkit.results.history import HistoryStore
 
 SCALED = ["--time-scale", "0.01", "--user-scale", "0.1", "--", "--only-summary"]
 
@@ -37,6 +38,9 @@ def test_runs_profiles_in_order(fresh_platform: RunningPlatform, tmp_path: Path)
     assert [(r[1], r[2]) for r in rows] == [("smoke", "pass"), ("average", "pass")]
     assert "2 of 2 steps passed" in result.output
     assert len(list(tmp_path.glob("health-*/verdict.json"))) == 2
+    # Each step is a run of its own in the history, recorded by the parent.
+    records = HistoryStore(tmp_path / "history.sqlite").records("health")
+    assert [r["profile"] for r in records] == ["smoke", "average"]
 
 
 @pytest.mark.slow

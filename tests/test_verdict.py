@@ -514,6 +514,11 @@ DOCUMENTED_KEYS = {
     "passed",
     "exit_code",
     "summary",
+    "started_at",
+    "requests",
+    "gauges",
+    "counters",
+    "reference",
 }
 CRITERION_KEYS = {
     "index",
@@ -531,6 +536,9 @@ CRITERION_KEYS = {
     "measured",
     "status",
     "reason",
+    "table",
+    "label",
+    "describe",
 }
 
 

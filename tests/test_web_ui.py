@@ -16,6 +16,7 @@ from web_ui_session import ui_session, wait_for
 
 from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform
+from loadkit.results.history import HistoryStore
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +94,12 @@ def test_every_start_has_its_folder_its_plan_and_its_verdict(
                    "1-smoke/nothing.txt", "1-smoke/")  # fmt: skip
         for path in outside:
             assert ui.get("loadkit/runs/" + path).status_code == 404, path
+        # Each run is recorded once, by the Locust process (no parent waits for a UI run).
+        records = HistoryStore(tmp_path / "history.sqlite").records()
+        assert [(r["profile"], r["state"]) for r in records] == [
+            ("smoke", "complete"), ("spike", "stopped early"), ("custom", "complete"),
+        ]  # fmt: skip
+        assert records[1]["totals"] == second["totals"]
 
 
 CLI_EQUIVALENTS = {

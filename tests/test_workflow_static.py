@@ -28,6 +28,8 @@ from loadkit import registry
 from loadkit.cli.main import build_parser
 from loadkit.core.baselines import default_baseline_path
 from loadkit.registry import SCENARIOS
+from loadkit.results.references import is_series_name
+from loadkit.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "load-test.yml"
@@ -52,14 +54,20 @@ def steps() -> list[dict[str, Any]]:
 
 
 def loadkit_commands() -> list[list[str]]:
-    """Every ``loadkit ...`` command line, once per matrix scenario."""
+    """Every ``loadkit ...`` command line (without a ``>>`` redirection), once per scenario."""
     commands = []
     for step in steps():
         for line in str(step.get("run", "")).splitlines():
             if line.strip().startswith("loadkit "):
+                command = line.split(">>")[0]
                 for scenario in job()["strategy"]["matrix"]["scenario"]:
-                    commands.append(shlex.split(line.replace("$SCENARIO", scenario)))
+                    commands.append(shlex.split(command.replace("$SCENARIO", scenario)))
     return commands
+
+
+def step_running(command: str) -> dict[str, Any]:
+    (found,) = [s for s in steps() if str(s.get("run", "")).startswith(f"loadkit {command} ")]
+    return found
 
 
 @pytest.mark.parametrize(
@@ -95,7 +103,13 @@ def test_commands_parse_and_name_real_scenarios_profiles_and_baselines() -> None
     for command in commands:
         assert command[0] == "loadkit"
         args = build_parser().parse_args(command[1:])  # exits (fails the test) on a bad flag
-        assert args.command == "run"
+        if args.command != "run":
+            series = args.runs if args.command == "compare" else [args.series]
+            for name in series:
+                assert is_series_name(name), name
+                scenario, profile = name.partition("@")[0].split("/")
+                assert scenario in SCENARIOS and profile in registry.PROFILES
+            continue
         assert args.scenario in SCENARIOS
         assert args.profile in registry.PROFILES
         assert default_baseline_path(args.scenario).is_file()
@@ -113,8 +127,35 @@ def test_nothing_swallows_the_verdict() -> None:
         run = str(step.get("run", ""))
         if "loadkit " in run:
             assert not step.get("continue-on-error"), step["name"]
-            assert "if" not in step, f"{step['name']}: must run only after the steps before passed"
             assert not re.search(r"\|\|\s*(true|:)|\|\s*tee|;\s*true", run), step["name"]
+            if run.startswith("loadkit history "):
+                # A report: shown after a failure too, but not for a cancelled job.
+                assert step["if"] == "${{ !cancelled() }}", step["name"]
+            else:
+                assert "if" not in step, f"{step['name']}: must run only after the steps before"
+
+
+def test_the_history_is_restored_before_the_runs_compared_after_and_saved_whatever_happened() -> (
+    None
+):
+    names = [str(s.get("uses", "")) + str(s.get("run", "")) for s in steps()]
+    restore = names.index("actions/cache/restore@v4")
+    save = names.index("actions/cache/save@v4")
+    runs = [i for i, n in enumerate(names) if n.startswith("loadkit run ")]
+    compare = next(i for i, n in enumerate(names) if n.startswith("loadkit compare "))
+    assert restore < min(runs) and max(runs) < compare < save
+    restored, saved = steps()[restore]["with"], steps()[save]["with"]
+    # The file the runs write (loadkit's default history) is the one kept between nights.
+    history = Settings(_env_file=None).history_path.as_posix()
+    assert restored["path"] == saved["path"] == history == "results/history.sqlite"
+    assert restored["key"] == saved["key"]
+    assert saved["key"].startswith(restored["restore-keys"])
+    assert "matrix.scenario" in job()["env"]["HISTORY_KEY"]  # one history per scenario
+    assert steps()[save]["if"] == "${{ !cancelled() }}"  # a failed night is kept too
+    # The comparison fails the job on a regression, and the first night (no reference) passes.
+    args = build_parser().parse_args(shlex.split(step_running("compare")["run"])[1:])
+    assert (args.fail_on, args.no_reference) == ("regression", "pass")
+    assert args.runs[0].endswith("@reference") and args.runs[1].endswith("@latest")
 
 
 def test_results_are_kept_whatever_the_verdict() -> None:

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     results_dir: Path = Field(
         default=Path("results"), description="Parent folder of each run's results folder."
     )
+    history_file: Path | None = Field(
+        default=None,
+        description="The run history (SQLite): every finished run's record. Unset: "
+        "`history.sqlite` in the results folder.",
+    )
+    target_version: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The platform's version or commit, kept in each run's record (free text).",
+    )
     import_rows: int = Field(
         default=1000, ge=1, le=1_000_000, description="Contacts per CSV upload (bulk_import)."
     )
@@ -313,6 +323,12 @@ class Settings(BaseSettings):
     def queue_key_map(self) -> dict[str, tuple[str, ...]] | None:
         """``queue_keys`` parsed (state → Redis keys), or None to use Bull's layout."""
         return parse_queue_keys(self.queue_keys) if self.queue_keys else None
+
+    @property
+    def history_path(self) -> Path:
+        """Where finished runs are recorded: ``history_file``, else the results folder's
+        ``history.sqlite``."""
+        return self.history_file or self.results_dir / "history.sqlite"
 
     def with_api_key(self, key: str) -> Settings:
         """These settings with ``key`` as the API key (an embedded platform's random one)."""

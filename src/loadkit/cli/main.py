@@ -14,10 +14,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from loadkit import __version__, registry
+from loadkit.cli.compare import add_compare_parser, run_compare
+from loadkit.cli.history import add_history_parser, run_history
 from loadkit.cli.inputs import (
     InputError,
     OneLineArgumentParser,
@@ -30,6 +33,7 @@ from loadkit.cli.inputs import (
 from loadkit.cli.plan import add_plan_parser, run_plan
 from loadkit.cli.planning import UsageError, plan_from_args
 from loadkit.cli.preflight import run_preflight
+from loadkit.cli.records import history_env, with_reference
 from loadkit.cli.run_all import StepOutcome, render_steps
 from loadkit.cli.runner import (
     Launch,
@@ -83,6 +87,11 @@ def _env(name: str) -> str | None:
     Locust reads for these options, so CI can scale runs without changing command lines
     (argparse converts and checks a string default like a typed value)."""
     return os.environ.get(name) or None
+
+
+def _env_flag(name: str) -> bool:
+    """A yes/no from the environment: ``1``, ``true`` or ``yes`` mean yes."""
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes")
 
 
 def _env_list(name: str) -> list[str]:
@@ -146,6 +155,14 @@ def _shared_run_options(*, baseline_file: bool = True) -> argparse.ArgumentParse
     shared.add_argument(
         "--results", type=Path, help="parent folder of the run folders (default: results/)"
     )
+    shared.add_argument(
+        "--save-reference",
+        action="store_true",
+        default=_env_flag("LOADKIT_SAVE_REFERENCE"),
+        help="if the run passes, make it the reference of its scenario, profile and load "
+        "(what [[regression]] criteria and `loadkit compare` compare with) "
+        "[LOADKIT_SAVE_REFERENCE=1]",
+    )
     add_safety_options(shared)
     return shared
 
@@ -205,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-r", "--spawn-rate", type=float, help="users started per second (default: all at once)"
     )
     run.add_argument("-t", "--run-time", help="stop after this long (e.g. 30s, 5m)")
+    run.add_argument(
+        "--reference",
+        metavar="RUN",
+        help="the run [[regression]] criteria compare with: a run folder or run id (default: "
+        "the marked reference, else the last passing run of the same scenario, profile, load)",
+    )
     _cluster_options(run, roles=True)
 
     run_all = commands.add_parser(
@@ -225,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_options(run_all, roles=False)
     run_all.set_defaults(
         stage=[], users=None, spawn_rate=None, run_time=None, baseline=None, worker=False,
+        reference=None,
         master=False, expect_workers=None, master_port=None, master_host=LOCAL_MASTER_HOST,
     )  # fmt: skip
 
@@ -263,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("scenarios", help="list the scenarios and their default load")
     commands.add_parser("profiles", help="list the load profiles")
     add_plan_parser(commands)
+    add_compare_parser(commands)
+    add_history_parser(commands)
     return parser
 
 
@@ -288,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "plan":
         return run_plan(args)
+    if args.command == "compare":
+        return run_compare(args)
+    if args.command == "history":
+        return run_history(args)
     if args.command == "profiles":
         for p in registry.PROFILES.values():
             print(f"{p.name:<8} {p.k6.removeprefix('k6 run '):<36} {p.purpose}")
@@ -349,7 +379,7 @@ def _ui(args: argparse.Namespace, locust_extra: list[str]) -> int:
         login = f", log in as {settings.web_user}" if settings.web_password is not None else ""
         say(f"web UI: {web.web_url} (each run's results in {session_dir}/{login})")
         command = ui_command(scenario.name, url, session_dir, args.web_port, locust_extra)
-        return run_processes(command, [], child_env(url, key))
+        return run_processes(command, [], child_env(url, key) | history_env(settings))
 
 
 def _topology(args: argparse.Namespace) -> Topology:
@@ -372,7 +402,7 @@ def _launch(args: argparse.Namespace, locust_extra: list[str]) -> Launch:
     extra = list(locust_extra)
     if args.on_worker_loss:
         extra = ["--on-worker-loss", args.on_worker_loss, *extra]
-    return Launch(_topology(args), extra, args.skip_preflight)
+    return Launch(_topology(args), extra, args.skip_preflight, args.save_reference)
 
 
 def _load_generators(topology: Topology) -> int:
@@ -396,6 +426,7 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     if launch.topology.role == "worker":
         return run_worker(scenario.name, launch, say)
     plan = plan_from_args(args, scenario, _load_generators(launch.topology), settings)
+    plan = with_reference(plan, settings, args.reference)
     with target(settings, say) as (url, key):
         if checked.notice:
             say(checked.notice)
@@ -417,6 +448,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             step_args.scenario = scenario.name
             check_run_inputs(step_args, locust_extra, settings)
             plan = plan_from_args(step_args, scenario, _load_generators(launch.topology), settings)
+            plan = with_reference(plan, settings, None)
             steps.append((f"{scenario.name} {profile}", plan))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):
@@ -431,7 +463,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             if code != 0 and not args.keep_going:
                 say(f"stopping after the failed step ({label}); --keep-going runs the rest")
                 break
-            launch = Launch(launch.topology, launch.locust_args, skip_preflight=True)
+            launch = replace(launch, skip_preflight=True)
     print(render_steps(outcomes, planned=len(steps)), flush=True)
     return max((o.exit_code for o in outcomes), default=0)
 

@@ -29,10 +29,12 @@ from loadkit import registry
 from loadkit.cli.planning import results_folder
 from loadkit.cli.preflight import Preflight, PreflightNeeds, check_platform, needs_of
 from loadkit.cli.profile_summary import profile_summary, write_profile_report
+from loadkit.cli.records import keep_record
 from loadkit.cli.topology import Topology, run_processes
 from loadkit.core.lifecycle import RunState
 from loadkit.core.plan import PLAN_ENV, PLAN_FILE, RunPlan
 from loadkit.core.verdict import Totals, Verdict, Window
+from loadkit.results.history import utc_now
 from loadkit.results.verdict_files import render_console, write_junit_xml, write_verdict_json
 from loadkit.settings import ENV_PREFIX, QueueSourceKind, Settings
 
@@ -57,6 +59,8 @@ class Launch:
     topology: Topology = field(default_factory=Topology)
     locust_args: Sequence[str] = ()
     skip_preflight: bool = False
+    save_reference: bool = False
+    """Mark the run, if it passes, as the reference of its scenario, profile and load."""
 
 
 @contextlib.contextmanager
@@ -147,14 +151,17 @@ def execute(
             )
         if not checked.passed:
             if signals.received:
-                return _stopped_before_load(plan, run_dir, signals.received, "preflight", announce)
+                return _stopped_before_load(
+                    plan, run_dir, signals.received, settings, url, announce
+                )
             return 2, None
         if signals.received:
-            return _stopped_before_load(plan, run_dir, signals.received, "preflight", announce)
+            return _stopped_before_load(plan, run_dir, signals.received, settings, url, announce)
     run_dir.mkdir(parents=True)
     plan_path = plan.write(run_dir / PLAN_FILE)
     announce(f"results: {run_dir}")
     logs = [run_dir / f"worker-{i}.log" for i in range(launch.topology.local_workers)]
+    started_at = utc_now()
     code = run_processes(
         locust_command(plan, launch, url, run_dir),
         worker_commands(plan, launch),
@@ -167,6 +174,9 @@ def execute(
     if report:
         print("\n".join(report), flush=True)
         write_profile_report(run_dir, report)
+    keep_record(
+        settings, plan, run_dir, url, started_at, announce, save_reference=launch.save_reference
+    )
     announce(f"results: {run_dir} (exit code {code})")
     return code, run_dir
 
@@ -223,15 +233,22 @@ class SignalWatch:
 
 
 def _stopped_before_load(
-    plan: RunPlan, run_dir: Path, what: str, phase: str, announce: Callable[[str], None]
+    plan: RunPlan,
+    run_dir: Path,
+    what: str,
+    settings: Settings,
+    url: str,
+    announce: Callable[[str], None],
 ) -> tuple[int, Path]:
+    """A signal during preflight: the run's folder holds a verdict saying so, and is recorded."""
     run_dir.mkdir(parents=True, exist_ok=True)
     plan.write(run_dir / PLAN_FILE)
     verdict = unmeasured_verdict(
-        plan, RunState.INTERRUPTED, f"{what} during {phase}: no load was sent"
+        plan, RunState.INTERRUPTED, f"{what} during preflight: no load was sent"
     )
     _write(verdict, run_dir)
     print(render_console(verdict), flush=True)
+    keep_record(settings, plan, run_dir, url, utc_now(), announce)
     announce(f"results: {run_dir} (exit code {verdict.exit_code})")
     return verdict.exit_code, run_dir
 

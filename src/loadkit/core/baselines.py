@@ -461,6 +461,105 @@ class Reference(BaseModel):
         return self
 
 
+#: Metrics a ``[[regression]]`` criterion may compare, and which way is worse: latencies and
+#: the error rate get worse by rising (``max_increase``), the rate by falling (``max_decrease``).
+REGRESSION_RISING: Final = ("p50", "p90", "p95", "p99", "avg", "max", "error_rate")
+REGRESSION_FALLING: Final = ("rps",)
+REGRESSION_METRICS: Final = (*REGRESSION_RISING, *REGRESSION_FALLING)
+
+
+def parse_tolerance(raw: object) -> float:
+    """``"20%"`` or 0.2 -> 0.2: a tolerance as a fraction (of the reference, or for an error
+    rate, of all requests: percentage points)."""
+    amount, unit = _split(raw)
+    if unit not in ("%", ""):
+        raise ValueError(f"bad unit {unit!r} in {raw!r}: write a percentage ('20%') or a fraction")
+    return float(amount / 100) if unit == "%" else float(amount)
+
+
+class RegressionCriterion(BaseModel):
+    """A limit relative to a reference run: ``p95`` may not rise by more than 20%, ``rps`` may
+    not fall by more than 10%. The reference's number and the limit are known only when a run
+    starts (``core.regression``); the file holds the rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    request: StrictStr
+    """A request name as the stats show it, or ``"total"`` for the HTTP aggregate."""
+    metric: StrictStr
+    """p50 p90 p95 p99 avg max error_rate (with ``max_increase``), rps (with ``max_decrease``)."""
+    max_increase: Any = None
+    """How much the metric may rise: ``"20%"`` of the reference's value; for ``error_rate``,
+    percentage points (``"0.5%"``: from 0.1% to 0.6% is still fine), since it is often 0."""
+    max_decrease: Any = None
+    """How much ``rps`` may fall: ``"10%"`` of the reference's rate."""
+    profiles: tuple[StrictStr, ...] | None = None
+    """Profiles this criterion applies to; omitted = all, including ``custom``."""
+    source: StrictStr | None = None
+    """Why this limit, for the reader (free text)."""
+
+    _tolerance: float = PrivateAttr(default=0.0)
+
+    # The same rules as ``Criterion.profiles``: one set of checks for both tables.
+    _profiles_is_a_list = field_validator("profiles", mode="before")(
+        Criterion._profiles_is_a_list.__func__  # type: ignore[attr-defined]
+    )
+    _known_profiles = field_validator("profiles")(
+        Criterion._known_profiles.__func__  # type: ignore[attr-defined]
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RegressionCriterion:
+        if not self.request.strip():
+            raise _KeyedError(("request",), "empty request name")
+        if self.metric not in REGRESSION_METRICS:
+            raise _KeyedError(("metric",), _unknown("metric", self.metric, REGRESSION_METRICS))
+        rising = self.metric in REGRESSION_RISING
+        key, other = (
+            ("max_increase", "max_decrease") if rising else ("max_decrease", "max_increase")
+        )
+        if getattr(self, other) is not None:
+            worse = "rising" if rising else "falling"
+            raise _KeyedError((other,), f"{self.metric} gets worse by {worse}: use {key}")
+        raw = getattr(self, key)
+        if raw is None:
+            raise _KeyedError((key,), f"missing: how much {self.metric} may change, e.g. '20%'")
+        try:
+            tolerance = parse_tolerance(raw)
+        except ValueError as exc:
+            raise _KeyedError((key,), str(exc)) from None
+        if not rising and tolerance >= 1:
+            raise _KeyedError((key,), f"{raw!r}: a rate cannot fall by 100% or more")
+        self._tolerance = tolerance
+        return self
+
+    @property
+    def tolerance(self) -> float:
+        """The allowed change as a fraction of the reference (error rate: of all requests)."""
+        return self._tolerance
+
+    @property
+    def rising(self) -> bool:
+        """Whether the metric gets worse by rising (latency, error rate) or by falling (rps)."""
+        return self.metric in REGRESSION_RISING
+
+    def applies_to(self, profile: str) -> bool:
+        return self.profiles is None or profile in self.profiles
+
+
+class RegressionPolicy(BaseModel):
+    """How ``[[regression]]`` criteria are judged when the history cannot answer cleanly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    no_reference: Literal["pass", "fail"] = "pass"
+    """No earlier run to compare with (the first run of a scenario and profile): ``pass``
+    skips the regression criteria with a note, ``fail`` fails the run (no data)."""
+    spread_runs: int = Field(default=5, ge=0, le=100)
+    """How many earlier passing runs show the run-to-run spread (``core.regression``); with
+    fewer than 3 of them, or 0, the tolerance alone decides."""
+
+
 class Baseline(BaseModel):
     """Everything one scenario's run is judged against; one file per scenario."""
 
@@ -474,6 +573,10 @@ class Baseline(BaseModel):
     """The thresholds, in file order (``criteria[0]`` is the first ``[[criteria]]``)."""
     reference: tuple[Reference, ...] = ()
     """Figures shown in the report, never judged."""
+    regression: tuple[RegressionCriterion, ...] = ()
+    """Limits relative to a reference run (``[[regression]]``), judged with the criteria."""
+    regression_policy: RegressionPolicy = RegressionPolicy()
+    """What no reference means, and how many earlier runs show the noise."""
 
     _path: str | None = PrivateAttr(default=None)
 
@@ -500,6 +603,12 @@ class Baseline(BaseModel):
                     "request", criterion.request, known, f" for scenario {self.scenario!r}"
                 )
                 raise _KeyedError(("criteria", i, "request"), problem)
+        for i, rule in enumerate(self.regression):
+            if rule.request not in known:
+                problem = _unknown(
+                    "request", rule.request, known, f" for scenario {self.scenario!r}"
+                )
+                raise _KeyedError(("regression", i, "request"), problem)
         return self
 
     @property

@@ -29,6 +29,7 @@ from loadkit.core.profiles import (
     split_stage_specs,
     total_duration_s,
 )
+from loadkit.core.reference import ReferenceLookup
 
 PLAN_SCHEMA: Final = "loadkit.plan/1"
 PLAN_FILE: Final = "plan.json"
@@ -87,6 +88,9 @@ class RunPlan:
     results_dir: str | None = None
     graceful_stop_s: float = DEFAULT_GRACEFUL_STOP_S
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    reference: ReferenceLookup | None = None
+    """The run the baseline's ``[[regression]]`` criteria compare with, numbers included (the
+    parent looks it up in the history); None when nobody looked."""
 
     @property
     def planned_duration_s(self) -> float | None:
@@ -109,6 +113,8 @@ class RunPlan:
                 "rate_per_s": self.arrival.rate_per_s,
                 "max_in_flight": self.arrival.max_in_flight,
             }
+        if self.reference is not None:
+            data["reference"] = self.reference.to_dict()
         if self.baseline is not None:
             data["baseline"] = {
                 "path": self.baseline.path,
@@ -122,6 +128,7 @@ class RunPlan:
             raise PlanError(f"not a {PLAN_SCHEMA} document (schema {data.get('schema')!r})")
         arrival = data.get("arrival")
         baseline = data.get("baseline")
+        reference = data.get("reference")
         return cls(
             scenario=data["scenario"],
             profile=str(data["profile"]),
@@ -142,6 +149,7 @@ class RunPlan:
             results_dir=data["results_dir"],
             graceful_stop_s=float(data["graceful_stop_s"]),
             run_id=str(data["run_id"]),
+            reference=None if reference is None else ReferenceLookup.from_dict(reference),
         )
 
     def write(self, path: Path) -> Path:

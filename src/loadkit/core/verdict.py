@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
 
 from loadkit import endpoints
 from loadkit.core.baselines import (
@@ -35,6 +35,10 @@ from loadkit.core.lifecycle import (
 from loadkit.core.metrics import EndpointMetrics, no_rate_reason
 from loadkit.core.queue_report import QueueReport
 
+if TYPE_CHECKING:
+    from loadkit.core.reference import ReferenceLookup
+    from loadkit.core.regression import RegressionCheck
+
 __all__ = ["EXIT_FAILED", "EXIT_INCOMPLETE", "EXIT_INVALID", "EXIT_PASSED", "RunState"]
 
 Status = Literal["passed", "failed", "skipped", "no data"]
@@ -42,6 +46,10 @@ PASSED: Final = "passed"
 FAILED: Final = "failed"
 SKIPPED: Final = "skipped"
 NO_DATA: Final = "no data"
+#: The baseline table a result comes from: ``[[criteria]]`` (fixed thresholds) or
+#: ``[[regression]]`` (relative to a reference run, ``core.regression``).
+CRITERIA_TABLE: Final = "criteria"
+REGRESSION_TABLE: Final = "regression"
 
 
 _OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {
@@ -95,11 +103,18 @@ class CriterionResult:
     """One criterion's outcome; ``measured`` is in the criterion's canonical unit, or None."""
 
     index: int
-    """Position in the baseline file (``criteria[index]``)."""
-    criterion: Criterion
+    """Position in its table of the baseline file (``criteria[index]``, ``regression[index]``)."""
+    criterion: Criterion | RegressionCheck
     measured: float | None
     status: Status
     reason: str
+    table: str = CRITERIA_TABLE
+    """``criteria`` (a fixed threshold) or ``regression`` (against a reference run)."""
+
+    @property
+    def label(self) -> str:
+        """``criteria[2]`` or ``regression[0]``: where the criterion is in the file."""
+        return f"{self.table}[{self.index}]"
 
     @property
     def fails_run(self) -> bool:
@@ -128,6 +143,15 @@ class Verdict:
     """Things a reader must know that no criterion judges (e.g. a worker lost mid-run)."""
     live: bool = False
     """Judged while the load still runs: a snapshot, not the run's verdict."""
+    metrics: Mapping[str, EndpointMetrics] = field(default_factory=dict)
+    """What was measured, per request (``EndpointMetrics.key``; ``"Aggregated"`` for the total):
+    the numbers a later run is compared with."""
+    gauges: Mapping[str, GaugeSummary] = field(default_factory=dict)
+    counters: Mapping[str, float] = field(default_factory=dict)
+    started_at_s: float | None = None
+    """Wall-clock start of the run (epoch seconds), when known."""
+    reference: ReferenceLookup | None = None
+    """The reference run the ``[[regression]]`` criteria were judged against, if looked up."""
 
     @property
     def failed(self) -> tuple[CriterionResult, ...]:
@@ -345,6 +369,8 @@ def evaluate(
     live: bool = False,
     explanations: Mapping[str, str] | None = None,
     queue: QueueReport | None = None,
+    reference: ReferenceLookup | None = None,
+    started_at_s: float | None = None,
 ) -> Verdict:
     """Judge a run of ``profile`` against ``baseline``.
 
@@ -354,25 +380,34 @@ def evaluate(
     passes, whatever the criteria say; ``live`` marks a snapshot taken while the load runs.
     ``explanations`` (subject -> one line) end the reason of a failed criterion on that subject
     (``"counter queue_stalled_jobs"`` -> which jobs piled up, when); ``queue`` is shown as is.
+    ``reference`` is the run the ``[[regression]]`` criteria compare with (``core.regression``).
     """
+    from loadkit.core.regression import judge_regressions
+
     check_profile(profile)
     results = tuple(
         judge(i, c, profile, metrics, gauges, counters, explanations)
         for i, c in enumerate(baseline.criteria)
     )
+    regressions, regression_notes = judge_regressions(baseline, profile, metrics, reference)
     return Verdict(
         scenario=baseline.scenario,
         profile=profile,
         window=_window(metrics, window, window_description),
-        results=results,
+        results=(*results, *regressions),
         totals=_totals(metrics),
         references=baseline.reference,
         state=state,
         state_reason=state_reason,
         queue=queue,
         baseline_path=baseline.path,
-        notes=notes,
+        notes=(*notes, *regression_notes),
         live=live,
+        metrics=dict(metrics),
+        gauges=dict(gauges or {}),
+        counters=dict(counters or {}),
+        started_at_s=started_at_s,
+        reference=reference,
     )
 
 

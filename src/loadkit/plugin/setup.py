@@ -35,6 +35,7 @@ from loadkit.plugin.invalid_input import exit_invalid
 from loadkit.plugin.measurement import measurement_of
 from loadkit.plugin.outputs import add_output_arguments, install_outputs
 from loadkit.plugin.queue import install_queue_sampler
+from loadkit.plugin.records import install_records
 from loadkit.plugin.redaction import add_secrets, install_redaction
 from loadkit.plugin.run_control import RunControl
 from loadkit.plugin.staged_shape import add_profile_arguments
@@ -91,6 +92,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     _aim(environment, ctx)
     control = ctx.control = RunControl(environment, ctx, measurement)
     control.subscribe()
+    install_records(environment, ctx)
     finalize_csv_at_exit(environment)
     install_worker_wait(environment)
     install_outputs(environment, control)

@@ -144,6 +144,8 @@ def judge(
         live=live,
         explanations=explanations,
         queue=queue,
+        reference=plan.reference,
+        started_at_s=collector.start_epoch_s or None,
     )
 
 

@@ -11,11 +11,23 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from loadkit.core.baselines import Reference, format_number
-from loadkit.core.verdict import FAILED, NO_DATA, PASSED, SKIPPED, CriterionResult, Verdict
+from loadkit.core.reference import requests_section
+from loadkit.core.verdict import (
+    FAILED,
+    NO_DATA,
+    PASSED,
+    REGRESSION_TABLE,
+    SKIPPED,
+    CriterionResult,
+    Verdict,
+)
 from loadkit.results.queue_section import queue_to_dict, render_queue
 
 VERDICT_SCHEMA: Final = "loadkit.verdict/1"
@@ -66,7 +78,8 @@ def render_console(verdict: Verdict) -> str:
             name = f"{c.metric} ".ljust(_NAME_WIDTH, ".")
             measured = _measured_text(r).ljust(_MEASURED_WIDTH)
             threshold = f"{c.op} {c.format(c.threshold)}".ljust(_THRESHOLD_WIDTH)
-            notes = [r.reason] if r.status in (SKIPPED, NO_DATA) else []
+            explained = r.status in (SKIPPED, NO_DATA) or r.table == REGRESSION_TABLE
+            notes = [r.reason] if explained else []
             if c.abort_on_fail:
                 notes.append("aborts the run when it fails")
             line = f"    {_MARKS[r.status]} {name} {measured} {threshold}"
@@ -127,6 +140,10 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
                 "measured": _finite(r.measured),
                 "status": r.status,
                 "reason": r.reason,
+                "table": r.table,
+                "label": r.label,
+                "describe": c.describe(),
+                **_regression_keys(r),
             }
         )
     t = verdict.totals
@@ -160,7 +177,55 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "passed": verdict.passed,
         "exit_code": verdict.exit_code,
         "summary": verdict.summary,
+        "started_at": _iso_utc(verdict.started_at_s),
+        "requests": requests_section(verdict.metrics),
+        "gauges": {name: _finite_values(asdict(g)) for name, g in verdict.gauges.items()},
+        "counters": _finite_values(verdict.counters),
+        "reference": _reference_keys(verdict),
     }
+
+
+def _finite_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Strict JSON: a non-finite number becomes null."""
+    return {k: _finite(v) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def _iso_utc(epoch_s: float | None) -> str | None:
+    if epoch_s is None or epoch_s <= 0:
+        return None
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _regression_keys(result: CriterionResult) -> dict[str, Any]:
+    """What a ``[[regression]]`` result was judged against (nothing for fixed criteria)."""
+    if result.table != REGRESSION_TABLE:
+        return {}
+    check: Any = result.criterion
+    spread = check.spread
+    return {
+        "reference_value": _finite(check.reference_value),
+        "reference_run": check.reference_run,
+        "spread": None
+        if spread is None
+        else {"low": spread.low, "high": spread.high, "runs": spread.runs},
+    }
+
+
+def _reference_keys(verdict: Verdict) -> dict[str, Any] | None:
+    """The reference run of the ``[[regression]]`` criteria: who it is, not its numbers."""
+    lookup = verdict.reference
+    if lookup is None:
+        return None
+    run = lookup.run
+    found = None
+    if run is not None:
+        found = {
+            "run_id": run.run_id,
+            "chosen_by": run.chosen_by,
+            "started_at": run.started_at,
+            "run_dir": run.run_dir,
+        }
+    return {"searched": lookup.searched, "run": found}
 
 
 def write_verdict_json(verdict: Verdict, path: str | os.PathLike[str]) -> Path:
@@ -190,7 +255,7 @@ def junit_tree(verdict: Verdict) -> ET.ElementTree[ET.Element]:
             suite,
             "testcase",
             classname=suite_name,
-            name=f"criteria[{r.index}] {r.criterion.describe()}",
+            name=f"{r.label} {r.criterion.describe()}",
         )
         tests += 1
         if r.status == SKIPPED:

@@ -336,5 +336,5 @@ def test_line_numbers_survive_comments_and_blank_lines() -> None:
 
 
 def test_module_names_are_in_one_place() -> None:
-    assert set(baselines.GAUGES) == {"queue_depth"}
-    assert set(baselines.COUNTERS) == {"dropped_iterations"}
+    assert set(baselines.GAUGES) == {"queue_depth", "generator_rss_bytes"}
+    assert set(baselines.COUNTERS) == {"dropped_iterations", "held_users"}

@@ -242,8 +242,14 @@ def _kit_size(args: argparse.Namespace) -> tuple[LoadSize, bool]:
     run_time_s = parse_run_time(args.run_time) if args.run_time is not None else None
     stages = ()
     if args.profile or args.stage:
+        from loadkit.cli.planning import recovery_option
+
         _, stages = resolve_stages(
-            args.profile, args.stage, time_scale=time_scale, user_scale=args.user_scale or 1.0
+            args.profile,
+            args.stage,
+            time_scale=time_scale,
+            user_scale=args.user_scale or 1.0,
+            recovery_s=recovery_option(args),
         )
     users = args.users
     if users is None and not stages and not args.worker:

@@ -58,8 +58,9 @@ from loadkit.settings import Settings, SettingsError, load_settings
 #: Options of the kit that Locust's parser also knows: after ``--`` they would be ignored, since
 #: the Locust process plays the plan, so they are refused there.
 KIT_OPTIONS = frozenset(
-    {"--time-scale", "--user-scale", "--stage", "--rate", "--rate-stage", "--max-in-flight",
-     "--baseline", "--no-baseline", "--scenario", "--results-dir", "-t", "--run-time"}
+    {"--time-scale", "--user-scale", "--stage", "--recovery", "--rate", "--rate-stage",
+     "--max-in-flight", "--baseline", "--no-baseline", "--scenario", "--results-dir", "-t",
+     "--run-time"}
 )  # fmt: skip
 
 
@@ -185,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("scenario", help=f"one of: {_scenario_names()}")
     run.add_argument("--profile", help=f"one of: {_profiles_help()}")
+    run.add_argument(
+        "--recovery",
+        default=_env("LOADKIT_RECOVERY"),
+        metavar="DURATION",
+        help="spike: how long the load is held at the pre-spike level after the surge, where "
+        "recovery is judged (default 30s, scaled by --time-scale; 0s: the guide's stages only) "
+        "[LOADKIT_RECOVERY]",
+    )
     run.add_argument(
         "--stage",
         action="append",

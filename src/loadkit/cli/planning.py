@@ -48,7 +48,11 @@ def plan_from_args(
         raise UsageError("--users cannot be combined with a profile or --stage (use --user-scale)")
     if profile_given:
         profile, stages = resolve_stages(
-            args.profile, args.stage, time_scale=time_scale, user_scale=user_scale
+            args.profile,
+            args.stage,
+            time_scale=time_scale,
+            user_scale=user_scale,
+            recovery_s=recovery_option(args),
         )
     else:
         if run_time_s is None and not (scenario.is_arrival_rate and args.rate_stage):
@@ -88,6 +92,17 @@ def hosting_stages(stages: tuple[Stage, ...], hosts: int) -> tuple[Stage, ...]:
     whole length (the rate, not the user count, sets the load; ``--rate-stage`` shapes it)."""
     length_s = sum(stage.duration_s for stage in stages)
     return (Stage(0.0, hosts), Stage(length_s, hosts))
+
+
+def recovery_option(args: argparse.Namespace) -> float | None:
+    """``--recovery`` in seconds (the profile's own hold when not given)."""
+    text = getattr(args, "recovery", None)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"--recovery: {exc}") from None
 
 
 def _scale(value: float | None, option: str) -> float:

@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from loadkit import endpoints
 from loadkit.core.baselines import (
@@ -61,6 +61,27 @@ class GaugeSummary:
     p95: float
     final: float
     """The last sample: where the gauge stood when the run ended."""
+    growth: float | None = None
+    """Least-squares slope over the steady window after its warm-up, per hour (``core.series``);
+    None when that window holds fewer than two samples."""
+    rate: float | None = None
+    """A counter's increase per second over the steady window (platform metrics)."""
+    why_missing: str = ""
+    """Why there are no samples, or no growth or rate: for the "no data" reason."""
+
+
+class TimelineFigures(Protocol):
+    """Measures the criteria judged on the run's seconds rather than its whole-run rows
+    (``Criterion.needs_timeline``: a spike phase, the recovery, a soak's drift)."""
+
+    def measure(self, criterion: Criterion) -> float | None:
+        """The criterion's value in its canonical unit; None when it could not be measured."""
+        ...
+
+    def explain(self, criterion: Criterion) -> str:
+        """One line a reader needs beside the number (the pre-spike P95, why nothing was
+        measured); empty when the number says it all."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -211,13 +232,17 @@ def measure(
     metrics: Mapping[str, EndpointMetrics],
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
+    figures: TimelineFigures | None = None,
 ) -> float | None:
     """The criterion's metric in its canonical unit, or None when nothing was measured."""
-    if criterion.gauge is not None:
-        summary = (gauges or {}).get(criterion.gauge)
+    if criterion.gauge_key is not None:
+        summary = (gauges or {}).get(criterion.gauge_key)
         if summary is None or summary.samples <= 0:
             return None
-        return float(getattr(summary, criterion.metric))
+        value = getattr(summary, criterion.metric)
+        return None if value is None else float(value)
+    if criterion.needs_timeline:
+        return None if figures is None else figures.measure(criterion)
     if criterion.counter is not None:
         count = (counters or {}).get(criterion.counter)
         return None if count is None else float(count)
@@ -241,10 +266,23 @@ def holds(criterion: Criterion, measured: float) -> bool:
 
 
 def _no_data_reason(
-    criterion: Criterion, metrics: Mapping[str, EndpointMetrics] | None = None
+    criterion: Criterion,
+    metrics: Mapping[str, EndpointMetrics] | None = None,
+    gauges: Mapping[str, GaugeSummary] | None = None,
+    figures: TimelineFigures | None = None,
 ) -> str:
-    if criterion.gauge is not None:
-        return f"gauge {criterion.gauge!r} was not sampled"
+    if criterion.gauge_key is not None:
+        summary = (gauges or {}).get(criterion.gauge_key)
+        what = "gauge" if criterion.gauge is not None else "platform metric"
+        name = criterion.gauge or criterion.platform_series
+        if summary is None or summary.samples <= 0:
+            why = f": {summary.why_missing}" if summary is not None and summary.why_missing else ""
+            return f"{what} {name!r} was not sampled{why}"
+        why = summary.why_missing or "too few samples in the steady window"
+        return f"no {criterion.metric} of {what} {name!r}: {why}"
+    if criterion.needs_timeline:
+        why = figures.explain(criterion) if figures is not None else ""
+        return why or f"{criterion.describe()} could not be measured"
     if criterion.counter is not None:
         return f"counter {criterion.counter!r} was not reported"
     key = AGGREGATED_KEY if criterion.request == TOTAL else str(criterion.request)
@@ -263,22 +301,25 @@ def judge(
     metrics: Mapping[str, EndpointMetrics],
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
+    figures: TimelineFigures | None = None,
 ) -> CriterionResult:
     """One criterion's result for a run of ``profile``."""
     if not criterion.applies_to(profile):
         where = ", ".join(criterion.profiles or ())
         reason = f"applies to {where}, not {profile}"
         return CriterionResult(index, criterion, None, SKIPPED, reason)
-    measured = measure(criterion, metrics, gauges, counters)
+    measured = measure(criterion, metrics, gauges, counters, figures)
     if measured is None:
-        return CriterionResult(index, criterion, None, NO_DATA, _no_data_reason(criterion, metrics))
+        reason = _no_data_reason(criterion, metrics, gauges, figures)
+        return CriterionResult(index, criterion, None, NO_DATA, reason)
     threshold = f"{criterion.op} {criterion.format(criterion.threshold)}"
+    detail = figures.explain(criterion) if figures is not None and criterion.needs_timeline else ""
+    detail = f" ({detail})" if detail else ""
+    shown = criterion.format(measured) if math.isfinite(measured) else "never"
     if holds(criterion, measured):
-        return CriterionResult(
-            index, criterion, measured, PASSED, f"{criterion.format(measured)} {threshold}"
-        )
+        return CriterionResult(index, criterion, measured, PASSED, f"{shown} {threshold}{detail}")
     return CriterionResult(
-        index, criterion, measured, FAILED, f"{criterion.format(measured)}, needs {threshold}"
+        index, criterion, measured, FAILED, f"{shown}, needs {threshold}{detail}"
     )
 
 
@@ -320,6 +361,7 @@ def evaluate(
     profile: str,
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
+    figures: TimelineFigures | None = None,
     window: tuple[float, float] | None = None,
     window_description: str | None = None,
     state: RunState = RunState.COMPLETE,
@@ -336,7 +378,8 @@ def evaluate(
     """
     check_profile(profile)
     results = tuple(
-        judge(i, c, profile, metrics, gauges, counters) for i, c in enumerate(baseline.criteria)
+        judge(i, c, profile, metrics, gauges, counters, figures)
+        for i, c in enumerate(baseline.criteria)
     )
     return Verdict(
         scenario=baseline.scenario,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from loadkit.core.histogram import LatencyHistogram
 from loadkit.core.metrics import MIN_RATE_WINDOW_S, EndpointMetrics
@@ -103,10 +103,23 @@ class ProcessSample:
     cpu_percent: float | None = None
 
 
+class SecondObserver(Protocol):
+    """Sees each second as it is folded (``measure.timeline``): the same cells the records and
+    the whole-run rows are made of, so what it keeps agrees with them to the request."""
+
+    def on_second(
+        self, second: int, users: int | None, cells: Mapping[Key, _Cell], total: _Cell
+    ) -> None: ...
+
+    def on_processes(self, second: int, samples: Mapping[str, ProcessSample]) -> None: ...
+
+
 class Collector:
     """Per-request measurements of one run in one process (local runner, worker or master)."""
 
     def __init__(self) -> None:
+        #: Told of every folded second; kept across runs (each observer resets itself).
+        self.observers: list[SecondObserver] = []
         self.start(run_id=None, start_epoch_s=0.0, start_mono_s=0.0)
 
     # -- run boundaries ----------------------------------------------------------------------------
@@ -443,6 +456,8 @@ class Collector:
                 total.merge(cell)
         if cells or not late:
             records.append(self._record(second, users, AGGREGATED_NAME, "", total, late))
+        for observer in self.observers:
+            observer.on_second(second, users, cells, total)
         return records
 
     def _record(
@@ -472,7 +487,10 @@ class Collector:
 
     def _process_records(self, second: int, late: bool) -> list[Record]:
         records: list[Record] = []
-        for process, sample in sorted(self._processes.pop(second, {}).items()):
+        samples = self._processes.pop(second, {})
+        for observer in self.observers:
+            observer.on_processes(second, samples)
+        for process, sample in sorted(samples.items()):
             record: Record = {
                 "kind": "process",
                 "t": second,

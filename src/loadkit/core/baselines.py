@@ -35,6 +35,7 @@ from pydantic import (
 
 from loadkit import registry
 from loadkit.core.durations import parse_duration
+from loadkit.core.series import SeriesSelector
 
 # ---------------------------------------------------------------------------------------------
 # Names: scenarios, profiles, requests, custom metrics. Everything validation accepts is here.
@@ -225,11 +226,12 @@ def _quantity(raw: object, metric: str, unit_name: str) -> tuple[float, str, Dec
     ``growth`` (``"/h"``). Returns (value, the unit as written, its factor)."""
     amount, unit = _split(raw)
     per = {"rate": UNIT_PER_S, "growth": UNIT_PER_H}.get(metric, "")
+    written_per = ""
     if unit.endswith(("/s", "/h")):
         if unit[-2:] != per:
             wanted = f"'{per}'" if per else "no time unit"
             raise ValueError(f"bad unit {unit!r} in {raw!r}: {metric} takes {wanted}")
-        unit = unit[:-2].strip()
+        unit, written_per = unit[:-2].strip(), per
     if unit in ("", unit_name):
         factor = Decimal(1)
     elif unit == "%":
@@ -239,8 +241,8 @@ def _quantity(raw: object, metric: str, unit_name: str) -> tuple[float, str, Dec
     else:
         known = ", ".join(["%", *_BYTE_UNITS])
         raise ValueError(f"bad unit {unit!r} in {raw!r}: a plain number, or one of {known}")
-    written = unit if unit not in ("", unit_name) else unit_name
-    return float(amount * factor), f"{written}{per}" if written else per, factor
+    shown = unit if unit not in ("", unit_name) else unit_name
+    return float(amount * factor), f"{shown}{written_per}", factor
 
 
 def format_number(x: float) -> str:
@@ -458,6 +460,11 @@ class Criterion(BaseModel):
         return f"{self.platform}{{{inner}}}"
 
     @property
+    def platform_selector(self) -> SeriesSelector | None:
+        """What to scrape for this criterion (None unless it names a platform metric)."""
+        return None if self.platform is None else SeriesSelector.of(self.platform, self.labels)
+
+    @property
     def gauge_key(self) -> str | None:
         """Where the run's gauges dict holds this criterion's series: the gauge's name, or
         ``platform <series>``; None for requests and counters."""
@@ -518,9 +525,9 @@ class Criterion(BaseModel):
         unit = self._display_unit
         if self._display_factor:
             shown = format_number(amount / self._display_factor)
-            if unit in ("/s", "/h"):
+            if not unit or unit.startswith(("%", "/")):
                 return f"{shown}{unit}"
-            return f"{shown}{unit}" if unit.startswith("%") else f"{shown} {unit}".rstrip()
+            return f"{shown} {unit}"
         if unit == "s":
             if self.metric == "recovery":
                 return f"{format_number(amount)} s"

@@ -68,7 +68,13 @@ def summarize(values: Sequence[float]) -> GaugeSummary:
 
 
 class QueueSampler:
-    """Reads ``source`` every ``interval_s`` s in a greenlet, between ``start`` and ``stop``."""
+    """Reads ``source`` every ``interval_s`` s in a greenlet, between ``start`` and ``stop``.
+
+    Any source with ``read() -> {name: number}`` will do: the platform's metrics are sampled by
+    the same class (``what`` names the series in log lines).
+    """
+
+    what = "queue depth"
 
     def __init__(
         self,
@@ -161,8 +167,8 @@ class QueueSampler:
         if self._last_logged_s is None or now_s - self._last_logged_s >= self._error_log_every_s:
             self._last_logged_s = now_s
             logger.warning(
-                "loadkit: queue depth sample failed (%d failed so far; logged at most once a "
-                "minute): %s",
+                "loadkit: %s sample failed (%d failed so far; logged at most once a minute): %s",
+                self.what,
                 self.errors,
                 reason,
             )

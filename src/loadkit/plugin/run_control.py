@@ -153,9 +153,11 @@ class RunControl:
             return
         if not self.lifecycle.ended:  # a stop that skipped test_stopping (a test's direct call)
             self.lifecycle.stopped(self.elapsed_s(), by="stopped")
+        from loadkit.plugin.platform_metrics import finish_platform_sampling
         from loadkit.plugin.queue import finish_queue_sampling
 
         finish_queue_sampling(self.environment)
+        finish_platform_sampling(self.environment)
         complete = self.measurement.finish(FINAL_REPORT_TIMEOUT_S)
         if not complete:
             self.notes.append("a worker's last measurements never arrived: judged without them")
@@ -276,16 +278,20 @@ class RunControl:
         assert self.lifecycle is not None and self.ctx.run is not None
         from loadkit.plugin.arrival import arrival_counters
         from loadkit.plugin.outputs import output_problems
+        from loadkit.plugin.purposes import purpose_measures
         from loadkit.plugin.queue import queue_gauges
 
-        notes = [*self.notes, *self.measurement.problems, *output_problems(self.environment)]
+        env = self.environment
+        purpose = purpose_measures(env, self.elapsed_s(), self.lifecycle.stopped_at_s)
+        notes = [*self.notes, *self.measurement.problems, *output_problems(env), *purpose.notes]
         return judge(
             self.ctx.run,
             self.measurement.collector,
             self.lifecycle,
             self.elapsed_s(),
-            gauges=queue_gauges(self.environment),
-            counters=arrival_counters(self.environment),
+            gauges={**queue_gauges(env), **purpose.gauges},
+            counters={**arrival_counters(env), **purpose.counters},
+            figures=purpose.figures,
             notes=tuple(notes),
             measure_from_s=self.measure_from_s,
         )

@@ -418,7 +418,7 @@ class Criterion(BaseModel):
             return parse_duration(self.value, unit_required=True), UNIT_S
         if self.counter is not None:
             return _plain(self.value, COUNTERS[self.counter].unit)
-        if self.metric in LATENCY_METRICS:
+        if self.metric in LATENCY_METRICS or self.metric == "p95_drift":
             return _latency_ms(self.value)
         if self.metric == "error_rate":
             return _fraction(self.value)
@@ -436,7 +436,7 @@ class Criterion(BaseModel):
             return UNIT_S
         if self.counter is not None:
             return COUNTERS[self.counter].unit
-        if self.metric in LATENCY_METRICS:
+        if self.metric in LATENCY_METRICS or self.metric == "p95_drift":
             return UNIT_MS
         return {"error_rate": UNIT_FRACTION, "rps": UNIT_PER_S}.get(self.metric, UNIT_COUNT)
 

@@ -422,6 +422,7 @@ DOCUMENTED_KEYS = {
     "criteria",
     "totals",
     "references",
+    "data",
     "state",
     "state_reason",
     "live",

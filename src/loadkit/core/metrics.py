@@ -44,6 +44,12 @@ class EndpointMetrics:
     window_s: float
     bytes_received: int = 0
     """Response bytes (bodies) received, as Locust's ``response_length`` counts them."""
+    bytes_sent: int = 0
+    """Request bytes sent: the request line, headers and body (``plugin.locust_adapter``)."""
+    received_per_s: float | None = None
+    """Bytes received per second over ``window_s`` (None like ``rps``)."""
+    sent_per_s: float | None = None
+    """Bytes sent per second over ``window_s`` (None like ``rps``)."""
 
     @property
     def error_rate(self) -> float:

@@ -107,6 +107,18 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Data transferred by one request row (or ``Aggregated``: every HTTP request)."""
+
+    name: str
+    bytes_received: int
+    bytes_sent: int
+    received_per_s: float | None
+    """Over the verdict's window, like ``rps`` (None when it is shorter than a second)."""
+    sent_per_s: float | None
+
+
+@dataclass(frozen=True)
 class CriterionResult:
     """One criterion's outcome; ``measured`` is in the criterion's canonical unit, or None."""
 
@@ -142,6 +154,8 @@ class Verdict:
     """Things a reader must know that no criterion judges (e.g. a worker lost mid-run)."""
     live: bool = False
     """Judged while the load still runs: a snapshot, not the run's verdict."""
+    transfer: tuple[Transfer, ...] = ()
+    """Bytes received and sent: the HTTP total first, then each request row."""
 
     @property
     def failed(self) -> tuple[CriterionResult, ...]:
@@ -393,6 +407,22 @@ def evaluate(
         baseline_path=baseline.path,
         notes=notes,
         live=live,
+        transfer=_transfer(metrics),
+    )
+
+
+def _transfer(metrics: Mapping[str, EndpointMetrics]) -> tuple[Transfer, ...]:
+    """The HTTP total, then the HTTP request rows by name (JOB and INTENDED rows carry none)."""
+    rows = [
+        m
+        for key, m in sorted(metrics.items())
+        if key != AGGREGATED_KEY and m.method not in endpoints.NON_HTTP_REQUEST_TYPES
+    ]
+    total = metrics.get(AGGREGATED_KEY)
+    ordered = ([total] if total is not None else []) + rows
+    return tuple(
+        Transfer(m.key, m.bytes_received, m.bytes_sent, m.received_per_s, m.sent_per_s)
+        for m in ordered
     )
 
 

@@ -54,23 +54,28 @@ Record = dict[str, Any]
 class _Cell:
     """One row in one second, or (in ``_Row``) one row over the whole run."""
 
-    __slots__ = ("bytes", "failures", "hist", "requests")
+    __slots__ = ("bytes", "failures", "hist", "requests", "sent")
 
     def __init__(self) -> None:
         self.hist = LatencyHistogram()
         self.requests = 0
         self.failures = 0
         self.bytes = 0
+        """Response bytes received."""
+        self.sent = 0
+        """Request bytes sent (head and body; ``plugin.locust_adapter.request_bytes_sent``)."""
 
     def merge(self, other: _Cell) -> None:
         self.hist.merge(other.hist)
         self.requests += other.requests
         self.failures += other.failures
         self.bytes += other.bytes
+        self.sent += other.sent
 
 
 class _Row(_Cell):
-    """A row's whole-run totals plus its per-second (requests, failures) for window rates."""
+    """A row's whole-run totals plus its per-second [requests, failures, bytes received, bytes
+    sent] for window rates."""
 
     __slots__ = ("seconds",)
 
@@ -88,10 +93,12 @@ class _Row(_Cell):
         self.merge(cell)
         counts = self.seconds.get(second)
         if counts is None:
-            self.seconds[second] = [cell.requests, cell.failures]
+            self.seconds[second] = [cell.requests, cell.failures, cell.bytes, cell.sent]
         else:
             counts[0] += cell.requests
             counts[1] += cell.failures
+            counts[2] += cell.bytes
+            counts[3] += cell.sent
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,7 @@ class Collector:
         failed: bool,
         now_mono_s: float,
         response_length: int = 0,
+        bytes_sent: int = 0,
     ) -> None:
         """Count one completed request; ``None`` latency counts it without a timing."""
         second = math.floor(now_mono_s + self._epoch_offset_s)
@@ -205,6 +213,8 @@ class Collector:
         cell.requests += 1
         if response_length:
             cell.bytes += response_length
+        if bytes_sent:
+            cell.sent += bytes_sent
         if failed:
             cell.failures += 1
         if response_time_ms is not None:
@@ -230,7 +240,7 @@ class Collector:
         ``final`` says it will record nothing more in this run.
         """
         cells = [
-            [second, t, n, c.requests, c.failures, c.bytes, c.hist.to_dict()]
+            [second, t, n, c.requests, c.failures, c.bytes, c.hist.to_dict(), c.sent]
             for second, row in self._cells.items()
             for (t, n), c in row.items()
         ]
@@ -256,9 +266,10 @@ class Collector:
         if self.run_id is not None and payload.get("run") != self.run_id:
             self.stale_reports += 1
             return False
-        for second, t, n, requests, failures, nbytes, hist in payload["cells"]:
+        for second, t, n, requests, failures, nbytes, hist, *rest in payload["cells"]:
             incoming = _Cell()
             incoming.requests, incoming.failures, incoming.bytes = requests, failures, nbytes
+            incoming.sent = int(rest[0]) if rest else 0
             incoming.hist = LatencyHistogram.from_dict(hist)
             row = self._cells.setdefault(int(second), {})
             key = (str(t), str(n))
@@ -327,23 +338,25 @@ class Collector:
             metrics = self._metrics(request_type, name, row, window)
             out[metrics.key] = metrics
             if request_type not in NON_HTTP_REQUEST_TYPES:
-                for second, (requests, failures) in row.seconds.items():
-                    total.fold(second, _counts_cell(requests, failures))
+                for second, counts in row.seconds.items():
+                    total.fold(second, _counts_cell(*counts))
                 total.hist.merge(row.hist)
-                total.bytes += row.bytes
         aggregated = self._metrics("", AGGREGATED_NAME, total, window)
         out[aggregated.key] = aggregated
         return out
 
-    def rate_in(self, seconds: Mapping[int, list[int]], window: tuple[float, float]) -> float:
-        """Requests per second over ``window`` from per-second counts, edges pro rata."""
+    def rate_in(
+        self, seconds: Mapping[int, list[int]], window: tuple[float, float], index: int = 0
+    ) -> float:
+        """Per second over ``window`` from per-second counts, edges pro rata: requests
+        (``index`` 0), failures (1), bytes received (2) or sent (3)."""
         start_s, end_s = window
         a, b = self.start_epoch_s + start_s, self.start_epoch_s + end_s
         counted = 0.0
-        for second, (requests, _failures) in seconds.items():
+        for second, counts in seconds.items():
             overlap = min(second + 1, b) - max(second, a)
             if overlap > 0:
-                counted += requests * overlap
+                counted += counts[index] * overlap
         return counted / (b - a)
 
     def _metrics(
@@ -351,9 +364,11 @@ class Collector:
     ) -> EndpointMetrics:
         hist = row.hist
         window_s = 0.0 if window is None else max(0.0, window[1] - window[0])
-        rps = None
+        rps = received_per_s = sent_per_s = None
         if window is not None and window_s >= MIN_RATE_WINDOW_S:
             rps = self.rate_in(row.seconds, window)
+            received_per_s = self.rate_in(row.seconds, window, 2)
+            sent_per_s = self.rate_in(row.seconds, window, 3)
         return EndpointMetrics(
             method=request_type,
             name=name,
@@ -369,6 +384,9 @@ class Collector:
             rps=rps,
             window_s=window_s,
             bytes_received=row.bytes,
+            bytes_sent=row.sent,
+            received_per_s=received_per_s,
+            sent_per_s=sent_per_s,
         )
 
     def per_second(self, key: str) -> dict[int, tuple[int, int]]:
@@ -380,7 +398,7 @@ class Collector:
             else:
                 wanted = f"{request_type} {name}".strip() == key
             if wanted:
-                for second, (requests, failures) in row.seconds.items():
+                for second, (requests, failures, *_bytes) in row.seconds.items():
                     counts = merged.setdefault(second, [0, 0])
                     counts[0] += requests
                     counts[1] += failures
@@ -476,6 +494,7 @@ class Collector:
             "failures": cell.failures,
             "rps": float(cell.requests),
             "bytes_received": cell.bytes,
+            "bytes_sent": cell.sent,
             "p50_ms": _ms(hist.percentile_ms(50)) if timed else None,
             "p95_ms": _ms(hist.percentile_ms(95)) if timed else None,
             "p99_ms": _ms(hist.percentile_ms(99)) if timed else None,
@@ -507,9 +526,9 @@ class Collector:
         return records
 
 
-def _counts_cell(requests: int, failures: int) -> _Cell:
+def _counts_cell(requests: int, failures: int, received: int = 0, sent: int = 0) -> _Cell:
     cell = _Cell()
-    cell.requests, cell.failures = requests, failures
+    cell.requests, cell.failures, cell.bytes, cell.sent = requests, failures, received, sent
     return cell
 
 

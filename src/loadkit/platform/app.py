@@ -86,8 +86,9 @@ class PlatformApp:
             print(f"loadkit platform: unhandled error serving {key}", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
             status, payload = 500, {"detail": "internal error"}
-        self.counters.count_response(key, status)
-        return respond(start_response, status, payload, headers)
+        body = respond(start_response, status, payload, headers)
+        self.counters.count_response(key, status, len(body[0]))
+        return body
 
     def _dispatch(
         self, environ: dict[str, Any], method: str, match: PathMatch | None, key: str

@@ -14,8 +14,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Final
 
-from loadkit.core.baselines import Reference, format_number
-from loadkit.core.verdict import FAILED, NO_DATA, PASSED, SKIPPED, CriterionResult, Verdict
+from loadkit.core.baselines import AGGREGATED_KEY, Reference, format_number
+from loadkit.core.verdict import (
+    FAILED,
+    NO_DATA,
+    PASSED,
+    SKIPPED,
+    CriterionResult,
+    Transfer,
+    Verdict,
+)
 
 VERDICT_SCHEMA: Final = "loadkit.verdict/1"
 
@@ -77,6 +85,11 @@ def render_console(verdict: Verdict) -> str:
         f"  totals: {t.requests} requests, {t.failures} failed "
         f"({format_number(t.error_rate * 100)}%), {rate}"
     )
+    if verdict.transfer:
+        lines.append("")
+        for data in verdict.transfer:
+            name = "data" if data.name == AGGREGATED_KEY else f"  {data.name}"
+            lines.append(f"  {name}: {_transfer_text(data)}")
     if verdict.references:
         lines.append("")
         lines.append("  reference figures (shown, not judged):")
@@ -87,6 +100,24 @@ def render_console(verdict: Verdict) -> str:
     lines.append("")
     lines.append(verdict.summary)
     return "\n".join(lines) + "\n"
+
+
+def format_bytes(amount: float) -> str:
+    """``12.3 MB``: decimal units, as k6 prints data_received."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(amount) >= size:
+            return f"{amount / size:.1f} {unit}"
+    return f"{amount:.0f} B"
+
+
+def _transfer_text(data: Transfer) -> str:
+    def rate(per_s: float | None) -> str:
+        return "" if per_s is None else f" ({format_bytes(per_s)}/s)"
+
+    return (
+        f"received {format_bytes(data.bytes_received)}{rate(data.received_per_s)}, "
+        f"sent {format_bytes(data.bytes_sent)}{rate(data.sent_per_s)}"
+    )
 
 
 def _state_text(verdict: Verdict) -> str:
@@ -146,6 +177,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
             "rps": _finite(t.rps),
             "p95_ms": _finite(t.p95_ms),
         },
+        "data": _transfer_dict(verdict.transfer),
         "references": [ref.model_dump(mode="json") for ref in verdict.references],
         "state": "running" if verdict.live else verdict.state.value,
         "state_reason": verdict.state_reason,
@@ -157,6 +189,24 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "passed": verdict.passed,
         "exit_code": verdict.exit_code,
         "summary": verdict.summary,
+    }
+
+
+def _transfer_dict(transfer: tuple[Transfer, ...]) -> dict[str, Any]:
+    """``{"total": {...}, "requests": {"GET /health": {...}}}``: bytes and bytes per second."""
+
+    def entry(data: Transfer) -> dict[str, Any]:
+        return {
+            "bytes_received": data.bytes_received,
+            "bytes_sent": data.bytes_sent,
+            "received_per_s": _finite(data.received_per_s),
+            "sent_per_s": _finite(data.sent_per_s),
+        }
+
+    total = next((data for data in transfer if data.name == AGGREGATED_KEY), None)
+    return {
+        "total": None if total is None else entry(total),
+        "requests": {d.name: entry(d) for d in transfer if d.name != AGGREGATED_KEY},
     }
 
 

@@ -128,6 +128,8 @@ class CriterionResult:
     measured: float | None
     status: Status
     reason: str
+    detail: str = ""
+    """What a reader needs beside the number (a recovery's pre-spike P95 and limit)."""
 
     @property
     def fails_run(self) -> bool:
@@ -328,13 +330,13 @@ def judge(
         return CriterionResult(index, criterion, None, NO_DATA, reason)
     threshold = f"{criterion.op} {criterion.format(criterion.threshold)}"
     detail = figures.explain(criterion) if figures is not None and criterion.needs_timeline else ""
-    detail = f" ({detail})" if detail else ""
+    why = f" ({detail})" if detail else ""
     shown = criterion.format(measured) if math.isfinite(measured) else "never"
     if holds(criterion, measured):
-        return CriterionResult(index, criterion, measured, PASSED, f"{shown} {threshold}{detail}")
-    return CriterionResult(
-        index, criterion, measured, FAILED, f"{shown}, needs {threshold}{detail}"
-    )
+        reason = f"{shown} {threshold}{why}"
+        return CriterionResult(index, criterion, measured, PASSED, reason, detail)
+    reason = f"{shown}, needs {threshold}{why}"
+    return CriterionResult(index, criterion, measured, FAILED, reason, detail)
 
 
 def _totals(metrics: Mapping[str, EndpointMetrics]) -> Totals:

@@ -74,6 +74,8 @@ def render_console(verdict: Verdict) -> str:
             measured = _measured_text(r).ljust(_MEASURED_WIDTH)
             threshold = f"{c.op} {c.format(c.threshold)}".ljust(_THRESHOLD_WIDTH)
             notes = [r.reason] if r.status in (SKIPPED, NO_DATA) else []
+            if r.detail and r.status in (PASSED, FAILED):
+                notes.append(r.detail)
             if c.abort_on_fail:
                 notes.append("aborts the run when it fails")
             line = f"    {_MARKS[r.status]} {name} {measured} {threshold}"

@@ -28,7 +28,7 @@ from loadkit.cli.inputs import (
     share_safety_settings,
 )
 from loadkit.cli.plan import add_plan_parser, run_plan
-from loadkit.cli.planning import UsageError, plan_from_args
+from loadkit.cli.planning import UsageError, check_metrics_source, plan_from_args
 from loadkit.cli.preflight import run_preflight
 from loadkit.cli.run_all import StepOutcome, render_steps
 from loadkit.cli.runner import (
@@ -391,6 +391,7 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
     if launch.topology.role == "worker":
         return run_worker(scenario.name, launch, say)
     plan = plan_from_args(args, scenario, _load_generators(launch.topology))
+    check_metrics_source(plan, settings.metrics_url, embedded=not settings.api_url)
     with target(settings, say) as (url, key):
         if checked.notice:
             say(checked.notice)
@@ -412,6 +413,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             step_args.scenario = scenario.name
             check_run_inputs(step_args, locust_extra, settings)
             plan = plan_from_args(step_args, scenario, _load_generators(launch.topology))
+            check_metrics_source(plan, settings.metrics_url, embedded=not settings.api_url)
             steps.append((f"{scenario.name} {profile}", plan))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):

@@ -87,6 +87,27 @@ def plan_from_args(
     )
 
 
+def check_metrics_source(plan: RunPlan, metrics_url: str | None, embedded: bool) -> None:
+    """Refuse, before any load, a run whose baseline judges the platform's own metrics when
+    nothing says where they are: the criterion would only show "no data" after the whole run.
+    The embedded platform serves its own ``/metrics``."""
+    if metrics_url is not None or embedded or plan.baseline is None:
+        return
+    wanted = [
+        (i, c)
+        for i, c in enumerate(plan.baseline.criteria)
+        if c.platform is not None and c.applies_to(plan.profile)
+    ]
+    if wanted:
+        index, criterion = wanted[0]
+        raise UsageError(
+            f"{plan.baseline.path}: criteria[{index}] {criterion.describe()} judges the "
+            f"platform's own metrics in a {plan.profile} run: set LOADKIT_METRICS_URL to its "
+            "Prometheus endpoint (a URL, or a path under API_URL such as /metrics), or pass "
+            "--baseline with a file that does not name platform metrics"
+        )
+
+
 def hosting_stages(stages: tuple[Stage, ...], hosts: int) -> tuple[Stage, ...]:
     """An arrival-rate run's users only host the rate: hold ``hosts`` of them for the profile's
     whole length (the rate, not the user count, sets the load; ``--rate-stage`` shapes it)."""

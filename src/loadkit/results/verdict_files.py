@@ -38,6 +38,8 @@ def _measured_text(result: CriterionResult) -> str:
         return "skipped"
     if result.measured is None:
         return "no data"
+    if not math.isfinite(result.measured):
+        return "never" if result.criterion.metric == "recovery" else str(result.measured)
     return result.criterion.format(result.measured)
 
 

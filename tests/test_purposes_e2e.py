@@ -23,7 +23,7 @@ import pytest
 from conftest import TEST_API_KEY, RunResult, kit_env, run_kit
 
 from loadkit.endpoints import PLATFORM_METRICS
-from loadkit.platform.launcher import start_platform
+from loadkit.platform.launcher import RunningPlatform, start_platform
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +155,7 @@ def test_platform_cpu_share_agrees_with_proc(tmp_path: Path) -> None:
     path = tmp_path / "baseline.toml"
     path.write_text(SOAK_BASELINE)
     with start_platform(TEST_API_KEY) as platform, cpu_readings(platform.process.pid) as readings:
-        env = kit_env(platform.url, LOADKIT_METRICS_URL=platform.url + PLATFORM_METRICS)
+        env = kit_env(platform.url, LOADKIT_METRICS_URL=PLATFORM_METRICS)  # a path under API_URL
         result = run_kit([*SOAK_ARGS, "--baseline", str(path)], env, tmp_path / "results")
     assert result.exit_code == 0, result.output
     verdict = result.verdict()
@@ -171,3 +171,52 @@ def test_platform_cpu_share_agrees_with_proc(tmp_path: Path) -> None:
     )
     assert proc_share > 0.05  # the platform did work: the comparison means something
     assert cpu["measured"] == pytest.approx(proc_share, abs=0.05, rel=0.15)
+
+
+def test_platform_criteria_need_a_metrics_source_before_any_load(
+    fresh_platform: RunningPlatform, tmp_path: Path
+) -> None:
+    env = kit_env(fresh_platform.url)
+    result = run_kit([*SOAK_ARGS, "--skip-preflight"], env, tmp_path)  # the shipped baseline
+    assert result.exit_code == 2, result.output
+    assert "judges the platform's own metrics in a soak run: set LOADKIT_METRICS_URL" in (
+        result.output
+    )
+    off_list = kit_env(fresh_platform.url, LOADKIT_METRICS_URL="http://127.0.0.2:9/metrics")
+    result = run_kit([*SOAK_ARGS, "--skip-preflight"], off_list, tmp_path)
+    assert result.exit_code == 2 and "LOADKIT_METRICS_URL host '127.0.0.2'" in result.output
+    result = run_kit(["health", "--profile", "soak", "--recovery", "5s"], env, tmp_path)
+    assert result.exit_code == 2
+    assert "--recovery applies to profiles with a recovery hold (spike), not soak" in result.output
+    assert fresh_platform.counters()["total"] == 0
+
+
+LEAK_ABORT_BASELINE = """
+scenario = "health"
+
+[[criteria]]
+platform = "process_resident_memory_bytes"
+metric = "max"
+op = "<"
+value = "300MiB"
+abort_on_fail = true
+delay_abort_eval = "1s"
+"""
+
+
+def test_a_platform_criterion_can_abort_a_run(tmp_path: Path) -> None:
+    # 100 kB kept per request passes 300 MiB within seconds; the run is planned for 60 s.
+    started = time.monotonic()
+    result = run_against(
+        ["--leak-bytes-per-request", "100000"],
+        ["health", "-u", "4", "-t", "60s", "--skip-preflight"],
+        LEAK_ABORT_BASELINE,
+        tmp_path,
+    )
+    assert time.monotonic() - started < 40
+    assert result.exit_code == 1, result.output
+    verdict = result.verdict()
+    assert verdict["aborted"].startswith(
+        "criteria[0] platform process_resident_memory_bytes max < 300 MiB failed for"
+    )
+    assert verdict["criteria"][0]["measured"] >= 300 * 1024**2

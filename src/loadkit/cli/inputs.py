@@ -135,11 +135,13 @@ def check_results_dir(root: Path) -> None:
 
 
 def check_target_host(settings: Settings) -> None:
-    """``API_URL`` (or ``--api-url``) is on the allow-list (the embedded platform always is)."""
-    if not settings.api_url:
-        return
+    """``API_URL`` (or ``--api-url``) and an absolute ``LOADKIT_METRICS_URL`` are on the
+    allow-list (the embedded platform always is)."""
     try:
-        settings.allow_list().check_url(settings.api_url, what="API_URL host")
+        if settings.metrics_url is not None and "://" in settings.metrics_url:
+            settings.allow_list().check_url(settings.metrics_url, what="LOADKIT_METRICS_URL host")
+        if settings.api_url:
+            settings.allow_list().check_url(settings.api_url, what="API_URL host")
     except (HostNotAllowedError, AllowListError) as exc:
         raise InputError(str(exc)) from None
 

@@ -24,10 +24,13 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadkit.core.baselines import Baseline
+from loadkit.core.hosts import HostNotAllowedError
 from loadkit.core.series import SeriesSelector
 from loadkit.observe.prometheus import CPU_SECONDS, RESIDENT_MEMORY, PrometheusSource, metrics_url
 from loadkit.observe.queue_sampler import QueueSampler
 from loadkit.plugin.context import KitContext, context_of
+from loadkit.plugin.host_guard import allow_list_of
+from loadkit.plugin.invalid_input import exit_invalid
 
 logger = logging.getLogger("loadkit.metrics")
 
@@ -55,6 +58,13 @@ def install_platform_metrics(environment: Environment, ctx: KitContext) -> Platf
     settings = ctx.settings
     if settings.metrics_url is None:
         return None
+    if "://" in settings.metrics_url:  # a path under the target is checked with the target
+        try:
+            allow_list_of(environment).check_url(
+                settings.metrics_url, what="LOADKIT_METRICS_URL host"
+            )
+        except HostNotAllowedError as exc:
+            exit_invalid(str(exc))
 
     def url() -> str | None:
         return metrics_url(str(settings.metrics_url), environment.host or settings.api_url)

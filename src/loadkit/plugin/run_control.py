@@ -298,14 +298,16 @@ class RunControl:
 
     def _watch_aborts(self, watch: AbortWatch) -> None:
         from loadkit.plugin.arrival import arrival_counters
+        from loadkit.plugin.purposes import purpose_measures
         from loadkit.plugin.queue import queue_gauges
 
         while True:
             gevent.sleep(ABORT_CHECK_INTERVAL_S)
+            purpose = purpose_measures(self.environment, self.elapsed_s(), None)
             reason = watch.observe(
                 self.elapsed_s(),
                 self.measurement.collector.snapshot(),
-                gauges=queue_gauges(self.environment),
+                gauges={**queue_gauges(self.environment), **purpose.gauges},
                 counters=arrival_counters(self.environment),
             )
             if reason is not None:

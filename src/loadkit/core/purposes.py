@@ -106,19 +106,12 @@ def purpose_windows(profile: str, stages: Sequence[Stage]) -> dict[str, tuple[fl
 def endpoint_metrics(key: str, tally: RowTally, window_s: float | None) -> EndpointMetrics:
     """A row's metrics over some seconds (``rps`` over ``window_s`` when given)."""
     method, _, name = key.partition(" ") if key != AGGREGATED_KEY else ("", "", key)
-    hist = tally.hist
-    return EndpointMetrics(
-        method=method,
-        name=name,
-        count=tally.requests,
-        failures=tally.failures,
-        min_ms=hist.min_ms,
-        max_ms=hist.max_ms,
-        avg_ms=hist.mean_ms,
-        p50_ms=hist.percentile_ms(50),
-        p90_ms=hist.percentile_ms(90),
-        p95_ms=hist.percentile_ms(95),
-        p99_ms=hist.percentile_ms(99),
+    return EndpointMetrics.from_histogram(
+        method,
+        name,
+        tally.hist,
+        tally.requests,
+        tally.failures,
         rps=tally.requests / window_s if window_s else None,
         window_s=window_s or 0.0,
     )

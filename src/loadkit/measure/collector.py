@@ -369,18 +369,12 @@ class Collector:
             rps = self.rate_in(row.seconds, window)
             received_per_s = self.rate_in(row.seconds, window, 2)
             sent_per_s = self.rate_in(row.seconds, window, 3)
-        return EndpointMetrics(
-            method=request_type,
-            name=name,
-            count=row.requests,
-            failures=row.failures,
-            min_ms=hist.min_ms,
-            max_ms=hist.max_ms,
-            avg_ms=hist.mean_ms,
-            p50_ms=hist.percentile_ms(50),
-            p90_ms=hist.percentile_ms(90),
-            p95_ms=hist.percentile_ms(95),
-            p99_ms=hist.percentile_ms(99),
+        return EndpointMetrics.from_histogram(
+            request_type,
+            name,
+            hist,
+            row.requests,
+            row.failures,
             rps=rps,
             window_s=window_s,
             bytes_received=row.bytes,

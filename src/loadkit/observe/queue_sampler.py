@@ -128,6 +128,21 @@ class QueueSampler:
         if final_sample:
             self.sample_once()
 
+    def finish(self, series_path: Path | None) -> None:
+        """End of a test: stop (one last reading), write the series to ``series_path`` if
+        given, and say how many readings failed."""
+        self.stop()
+        if series_path is not None:
+            self.write_jsonl(series_path)
+        if self.errors:
+            logger.warning(
+                "loadkit: %d of %d %s samples failed; last: %s",
+                self.errors,
+                self.errors + len(self._samples),
+                self.what,
+                self.last_error,
+            )
+
     def close(self) -> None:
         """Stop and release the source's connections."""
         self.stop(final_sample=False)

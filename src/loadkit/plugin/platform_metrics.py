@@ -17,7 +17,6 @@ logged, never the reason a run fails):
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Final
 
 from locust.env import Environment
@@ -31,8 +30,6 @@ from loadkit.observe.queue_sampler import QueueSampler
 from loadkit.plugin.context import KitContext, context_of
 from loadkit.plugin.host_guard import allow_list_of
 from loadkit.plugin.invalid_input import exit_invalid
-
-logger = logging.getLogger("loadkit.metrics")
 
 SERIES_FILE: Final = "platform_metrics.jsonl"
 EXTRAS_KEY: Final = "platform_metrics"
@@ -97,16 +94,7 @@ def finish_platform_sampling(environment: Environment) -> None:
     sampler = platform_sampler_of(environment)
     if sampler is None:
         return
-    sampler.stop()
-    if ctx.run_dir is not None:
-        sampler.write_jsonl(ctx.run_dir / SERIES_FILE)
-    if sampler.errors:
-        logger.warning(
-            "loadkit: %d of %d platform metric scrapes failed; last: %s",
-            sampler.errors,
-            sampler.errors + len(sampler.samples),
-            sampler.last_error,
-        )
+    sampler.finish(ctx.run_dir / SERIES_FILE if ctx.run_dir is not None else None)
 
 
 def platform_points(environment: Environment) -> tuple[dict[str, list[tuple[float, float]]], str]:

@@ -68,16 +68,7 @@ def finish_queue_sampling(environment: Environment) -> None:
     sampler = ctx.queue_sampler
     if sampler is None:
         return
-    sampler.stop()
-    if ctx.run_dir is not None:
-        sampler.write_jsonl(ctx.run_dir / SERIES_FILE)
-    if sampler.errors:
-        logger.warning(
-            "loadkit: %d of %d queue depth samples failed; last: %s",
-            sampler.errors,
-            sampler.errors + len(sampler.samples),
-            sampler.last_error,
-        )
+    sampler.finish(ctx.run_dir / SERIES_FILE if ctx.run_dir is not None else None)
 
 
 def queue_sampler_of(environment: Environment) -> QueueSampler | None:

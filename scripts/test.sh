@@ -29,6 +29,8 @@ if ! command -v npm >/dev/null; then
     DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq nodejs npm >/dev/null
 fi
 (cd tests/fixtures/bullmq && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+# Real prom-client (pinned by the lockfile): a Node service's /metrics for the metrics parser tests.
+(cd tests/fixtures/prom_client && npm ci --no-audit --no-fund --loglevel=error </dev/null)
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

@@ -298,12 +298,15 @@ def test_worker_deltas_merge_to_the_same_numbers_as_one_collector() -> None:
             else:
                 # the spans' float sums differ in the last digits (each clock adds its offset)
                 assert row.rps == pytest.approx(expected[key].rps, rel=1e-6)
+                for rate in ("received_per_s", "sent_per_s"):
+                    got, wanted = getattr(row, rate), getattr(expected[key], rate)
+                    assert got == pytest.approx(wanted, rel=1e-6)
             assert _without_float_sums(row) == _without_float_sums(expected[key])
     assert master.per_second("Aggregated") == single.per_second("Aggregated")
 
 
 def _without_float_sums(row: EndpointMetrics) -> EndpointMetrics:
-    return replace(row, avg_ms=0.0, rps=None)
+    return replace(row, avg_ms=0.0, rps=None, received_per_s=None, sent_per_s=None)
 
 
 def test_deltas_of_another_run_are_dropped() -> None:

@@ -23,10 +23,9 @@ pytestmark = pytest.mark.slow
 def test_one_verdict_from_aggregated_stats_equal_to_the_servers_count(
     fresh_platform: RunningPlatform, tmp_path: Path
 ) -> None:
-    # --stop-timeout lets each user finish its request, so no request is cut off in flight and
-    # the counts must agree exactly.
+    # The default graceful stop lets each user finish its request, so no request is cut off in
+    # flight and the counts must agree exactly.
     args = ["health", "-u", "4", "-t", "4s", "--workers", "2", "--skip-preflight"]
-    args += ["--", "--stop-timeout", "5"]
     result = run_kit(args, kit_env(fresh_platform.url), tmp_path)
     assert result.exit_code == 0, result.output
     assert result.output.count("loadkit verdict: scenario health") == 1
@@ -150,7 +149,7 @@ def test_master_and_worker_started_apart_form_one_cluster(
     try:
         master = run_kit(
             ["health", "-u", "2", "-t", "3s", "--master", "--expect-workers", "1",
-             "--master-port", port, "--skip-preflight", "--", "--stop-timeout", "5"],
+             "--master-port", port, "--skip-preflight", "--graceful-stop", "5s"],
             kit_env(fresh_platform.url), tmp_path,
         )  # fmt: skip
         assert worker.wait(timeout=20) == 0

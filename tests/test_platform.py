@@ -694,7 +694,12 @@ def test_counters_count_every_request_including_rejected_ones(
     session: requests.Session, platform: RunningPlatform
 ) -> None:
     platform.reset_counters()
-    assert platform.counters() == {"total": 0, "requests": {}, "responses": {}}
+    assert platform.counters() == {
+        "total": 0,
+        "requests": {},
+        "responses": {},
+        "response_bytes": {},
+    }
     for _ in range(5):
         call(session, platform, "GET", endpoints.HEALTH, key=None)
     for _ in range(3):
@@ -708,6 +713,9 @@ def test_counters_count_every_request_including_rejected_ones(
     call(session, platform, "POST", retry_path("b"), json={"delay_s": 1})
     call(session, platform, "GET", "/favicon.ico", key=None)
     counters = platform.counters()
+    response_bytes = counters.pop("response_bytes")
+    assert set(response_bytes) == set(counters["requests"])
+    assert all(n > 0 for n in response_bytes.values())
     retry = f"POST {endpoints.stats_name(endpoints.CALL_RETRY)}"
     assert counters == {
         "total": 18,

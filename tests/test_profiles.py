@@ -43,8 +43,11 @@ from loadkit.plugin.staged_shape import (
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "shapes"
+GUIDE = {name: spec.guide_stages for name, spec in registry.PROFILES.items()}
+#: What runs play: the guide's stages plus the kit's recovery hold (spike).
 STAGES = {name: spec.stages for name, spec in registry.PROFILES.items()}
 SPIKE = STAGES["spike"]
+GUIDE_SPIKE = GUIDE["spike"]
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -130,11 +133,18 @@ def test_stage_validates_itself() -> None:
 
 
 def test_profiles_are_the_guides_numbers() -> None:
-    assert STAGES["smoke"] == (Stage(0, 1), Stage(30, 1))
-    assert STAGES["average"] == (Stage(0, 10), Stage(300, 10))
-    assert STAGES["stress"] == (Stage(0, 50), Stage(600, 50))
-    assert STAGES["spike"] == (Stage(30, 1), Stage(30, 100), Stage(30, 1))
-    assert STAGES["soak"] == (Stage(0, 20), Stage(3600, 20))
+    assert GUIDE["smoke"] == (Stage(0, 1), Stage(30, 1))
+    assert GUIDE["average"] == (Stage(0, 10), Stage(300, 10))
+    assert GUIDE["stress"] == (Stage(0, 50), Stage(600, 50))
+    assert GUIDE["spike"] == (Stage(30, 1), Stage(30, 100), Stage(30, 1))
+    assert GUIDE["soak"] == (Stage(0, 20), Stage(3600, 20))
+    # The kit's one addition: a spike is held at its pre-spike load for 30 s after the surge.
+    assert STAGES["spike"] == (*GUIDE["spike"], Stage(30, 1))
+    assert registry.PROFILES["spike"].played_stages(0) == GUIDE["spike"]
+    assert registry.PROFILES["spike"].played_stages(5) == (*GUIDE["spike"], Stage(5, 1))
+    assert all(STAGES[name] == GUIDE[name] for name in STAGES if name != "spike")
+    with pytest.raises(ValueError, match="--recovery applies to profiles with a recovery hold"):
+        registry.PROFILES["soak"].played_stages(10)
     purposes = [p.purpose for p in registry.PROFILES.values()]
     assert all(line and "\n" not in line for line in purposes)
 
@@ -142,9 +152,10 @@ def test_profiles_are_the_guides_numbers() -> None:
 def test_users_at_interpolates_the_spike() -> None:
     expected = {0: 0, 14.9: 0, 15: 1, 30: 1, 45: 51, 60: 100, 75: 51, 89: 4, 90: 1}
     for t, users in expected.items():
-        assert users_at(SPIKE, t) == users, t
-    assert users_at(SPIKE, 90.001) is None
-    assert users_at(SPIKE, -3) == 0
+        assert users_at(GUIDE_SPIKE, t) == users, t
+    assert users_at(GUIDE_SPIKE, 90.001) is None
+    assert users_at(GUIDE_SPIKE, -3) == 0
+    assert users_at(SPIKE, 119) == 1 and users_at(SPIKE, 120.001) is None  # the hold
 
 
 def test_users_at_zero_length_stages_jump() -> None:
@@ -161,8 +172,8 @@ def test_users_at_zero_length_stages_jump() -> None:
 
 
 def test_scale() -> None:
-    assert scale(SPIKE, time_scale=0.1) == (Stage(3, 1), Stage(3, 100), Stage(3, 1))
-    assert scale(SPIKE, user_scale=0.5) == (Stage(30, 1), Stage(30, 50), Stage(30, 1))
+    assert scale(GUIDE_SPIKE, time_scale=0.1) == (Stage(3, 1), Stage(3, 100), Stage(3, 1))
+    assert scale(GUIDE_SPIKE, user_scale=0.5) == (Stage(30, 1), Stage(30, 50), Stage(30, 1))
     # rounded to the nearest user, halves up; a non-zero target never reaches 0; 0 stays 0
     assert scale((Stage(1, 5), Stage(1, 0)), user_scale=0.1) == (Stage(1, 1), Stage(1, 0))
     assert scale((Stage(1, 5),), user_scale=0.5)[0].target_users == 3
@@ -174,12 +185,13 @@ def test_scale() -> None:
 
 
 def test_durations_and_steady_windows() -> None:
-    assert total_duration_s(SPIKE) == 90
+    assert total_duration_s(GUIDE_SPIKE) == 90
     assert total_duration_s(STAGES["soak"]) == 3600
     assert steady_windows(STAGES["average"]) == [(0.0, 300.0)]
     assert main_steady_window(STAGES["average"]) == (0.0, 300.0)
-    assert steady_windows(SPIKE) == []  # only ramps
-    assert main_steady_window(SPIKE) is None
+    assert steady_windows(GUIDE_SPIKE) == []  # only ramps
+    assert main_steady_window(GUIDE_SPIKE) is None
+    assert main_steady_window(SPIKE) == (90.0, 120.0)  # the recovery hold
     steps = (
         Stage(10, 10),  # ramp
         Stage(20, 10),  # plateau 10-30 at 10
@@ -286,9 +298,10 @@ def test_shape_files_follow_users_at(name: str) -> None:
 
 
 def test_spike_shape_goes_1_100_1() -> None:
-    timeline = dict(_timeline(_load_shape("spike"), [float(t) for t in range(93)]))
+    timeline = dict(_timeline(_load_shape("spike"), [float(t) for t in range(123)]))
     users = {t: tick[0] if tick else None for t, tick in timeline.items()}
-    assert (users[30.0], users[60.0], users[90.0], users[91.0]) == (1, 100, 1, None)
+    assert (users[30.0], users[60.0], users[90.0], users[120.0]) == (1, 100, 1, 1)
+    assert users[121.0] is None
     assert max(u for u in users.values() if u is not None) == 100
 
 
@@ -296,24 +309,25 @@ def test_time_scaled_spike_follows_scaled_users_at() -> None:
     shape = _load_shape("spike")
     shape.runner = _fake_runner(time_scale=0.01, user_scale=1.0, stage=None)
     scaled = scale(SPIKE, time_scale=0.01)
-    times_s = [k / 100 for k in range(95)]  # ticks scaled like the stages: every 0.01 s
+    times_s = [k / 100 for k in range(125)]  # ticks scaled like the stages: every 0.01 s
     timeline = _timeline(shape, times_s)
     users = [tick[0] if tick else None for _, tick in timeline]
     assert users == [users_at(scaled, t) for t in times_s]
-    assert users[30] == 1 and users[60] == 100 and users[90] == 1 and users[91] is None
+    assert users[30] == 1 and users[60] == 100 and users[90] == 1 and users[120] == 1
+    assert users[121] is None
 
 
 def test_off_grid_ticks_never_skip_a_stage_target() -> None:
     # Real ticks drift off the stage boundaries; the peak and the final target still go out.
-    times_s = [0.7 + k for k in range(93)]
+    times_s = [0.7 + k for k in range(123)]
     users = [tick[0] if tick else None for _, tick in _timeline(_load_shape("spike"), times_s)]
     assert 100 in users
     assert users[59] == users_at(SPIKE, 59.7) == 99  # 59.7 s interpolates
     assert users[60] == 100  # 60.7 s: the 60 s peak was never sent, so it goes now
     assert users[61] == users_at(SPIKE, 61.7)  # then the ramp resumes
     assert users[89] == users_at(SPIKE, 89.7) == 2
-    assert users[90] == 1  # 90.7 s: past the end, but the final target 1 was never sent
-    assert users[91] is None
+    assert users[90] == 1  # 90.7 s: the descent's end target 1, then the recovery hold at 1
+    assert users[119] == 1 and users[120] is None  # the hold's target was sent: nothing more
 
 
 def test_off_grid_final_target_is_sent_once_after_the_end() -> None:
@@ -380,7 +394,7 @@ def test_options_are_read_at_test_start() -> None:
     shape = _load_shape("spike")
     shape.runner = _fake_runner(time_scale=1.0, user_scale=2.0, stage=None)
     shape.reset_time()
-    assert shape.effective_stages == (Stage(30, 2), Stage(30, 200), Stage(30, 2))
+    assert shape.effective_stages == (Stage(30, 2), Stage(30, 200), Stage(30, 2), Stage(30, 2))
     # The web UI may change options between runs: they apply at the next start, not mid-run.
     shape.runner.environment.parsed_options.stage = "10s:5,10s:0"  # the form's string form
     assert shape.effective_stages[1] == Stage(30, 200)

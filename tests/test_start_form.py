@@ -34,7 +34,7 @@ def form(**fields: str) -> dict[str, str]:
         ({"rate": "fast"}, DEFAULT, "invalid rate 'fast'"),
         ({"max_in_flight": "0"}, DEFAULT, "invalid max in flight '0'"),
         ({"user_scale": "1000"}, SPIKE, "100,000 users is above the limit of 10,000"),
-        ({"time_scale": "1000"}, SPIKE, "the profile lasts 25 h, above the limit of 24 h"),
+        ({"time_scale": "1000"}, SPIKE, "the profile lasts 33.33 h, above the limit of 24 h"),
         ({"rate": "1000000"}, DEFAULT, "rate 1e+06/s is above the limit of 10,000/s"),
     ],
 )  # fmt: skip

@@ -18,7 +18,9 @@ from loadkit.core.baselines import (
     load_baseline,
     parse_baseline,
 )
+from loadkit.core.histogram import LatencyHistogram
 from loadkit.core.metrics import EndpointMetrics
+from loadkit.core.purposes import PurposeFigures, spike_windows
 from loadkit.core.verdict import (
     EXIT_FAILED,
     EXIT_INCOMPLETE,
@@ -29,6 +31,7 @@ from loadkit.core.verdict import (
     Verdict,
     evaluate,
 )
+from loadkit.measure.timeline import Tally
 from loadkit.results.verdict_files import (
     VERDICT_SCHEMA,
     render_console,
@@ -407,9 +410,40 @@ def test_shipped_baselines_pass_a_healthy_run(scenario: str, profile: str) -> No
     rows = [row(name, p95_ms=5, rps=5000) for name in registry.SCENARIOS[scenario].requests]
     rows.append(row("Aggregated", p95_ms=5, rps=5000))
     gauges = {"queue_depth": GaugeSummary(samples=10, min=0, max=10, avg=5, p95=9, final=0)}
-    counters = {"queue_stalled_jobs": 0.0}
-    verdict = evaluate(metrics(*rows), b, profile=profile, gauges=gauges, counters=counters)
+    steady = GaugeSummary(10, 1e8, 1e8, 1e8, 1e8, 1e8, growth=0.0, rate=0.3)
+    gauges |= {
+        "generator_rss_bytes": steady,
+        "platform process_resident_memory_bytes": steady,
+        "platform process_cpu_seconds_total": steady,
+    }
+    verdict = evaluate(
+        metrics(*rows),
+        b,
+        profile=profile,
+        gauges=gauges,
+        counters={"held_users": 50, "queue_stalled_jobs": 0.0},
+        figures=healthy_figures([r.key for r in rows]),
+    )
     assert verdict.passed, render_console(verdict)
+
+
+def healthy_figures(keys: list[str]) -> PurposeFigures:
+    """5 ms everywhere, no errors: before, surge and hold of a spike, first and last windows."""
+
+    def tally() -> Tally:
+        hist = LatencyHistogram()
+        for _ in range(100):
+            hist.record(5.0)
+        return Tally(hist, 100, 0, 10)
+
+    windows = {
+        **spike_windows(registry.PROFILES["spike"].stages),
+        "first": (0.0, 10.0),
+        "last": (50.0, 60.0),
+    }
+    by_window = {name: {key: tally() for key in keys} for name in windows}
+    hold = {90.0 + k: dict.fromkeys(keys, 5.0) for k in range(30)}
+    return PurposeFigures(windows, by_window, hold)
 
 
 # --- outputs --------------------------------------------------------------------------------
@@ -504,6 +538,7 @@ DOCUMENTED_KEYS = {
     "totals",
     "references",
     "queue",
+    "data",
     "state",
     "state_reason",
     "live",
@@ -525,6 +560,10 @@ CRITERION_KEYS = {
     "request",
     "gauge",
     "counter",
+    "platform",
+    "labels",
+    "during",
+    "tolerance",
     "metric",
     "op",
     "threshold",

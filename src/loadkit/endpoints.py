@@ -18,6 +18,8 @@ ANALYTICS_DASHBOARD: Final = "/api/analytics/dashboard"
 QUEUE_STATS: Final = "/api/queue/stats"
 #: Not part of the platform's API: the reference platform's own request counters, for tests.
 PLATFORM_COUNTERS: Final = "/_loadkit/counters"
+#: The platform's Prometheus text endpoint (CPU, memory, queue), scraped beside the load.
+PLATFORM_METRICS: Final = "/metrics"
 
 API_PREFIX: Final = "/api/"
 

@@ -188,10 +188,36 @@ class ProfileSpec:
     """One load profile: k6-style stages, what a run with it proves, and its k6 equivalent."""
 
     name: str
-    stages: tuple[Stage, ...]
+    guide_stages: tuple[Stage, ...]
+    """The stages as the load-testing guide gives them."""
     purpose: str
     k6: str
     report: ReportKind | None = None
+    recovery_s: float = 0.0
+    """The kit's addition to the guide's stages: a steady tail this long at the load the
+    profile ends on, so a spike has an "after" in which recovery can be measured (the guide's
+    spike ends on a ramp down). ``--recovery`` changes it; 0 plays the guide's stages alone."""
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages a run plays by default: the guide's, then the recovery hold."""
+        return self.played_stages()
+
+    def played_stages(self, recovery_s: float | None = None) -> tuple[Stage, ...]:
+        """The guide's stages plus a hold of ``recovery_s`` (default: the profile's own) at the
+        last stage's load; ``ValueError`` for a hold on a profile that has none, or < 0."""
+        hold_s = self.recovery_s if recovery_s is None else recovery_s
+        if hold_s < 0:
+            raise ValueError(f"--recovery must be >= 0 s, got {hold_s:g}")
+        if recovery_s and not self.recovery_s:
+            raise ValueError(
+                f"--recovery applies to profiles with a recovery hold "
+                f"({', '.join(p.name for p in PROFILES.values() if p.recovery_s)}), "
+                f"not {self.name}"
+            )
+        if not hold_s or not self.guide_stages:
+            return self.guide_stages
+        return (*self.guide_stages, Stage(hold_s, self.guide_stages[-1].target_users))
 
     @property
     def shape_class_name(self) -> str:
@@ -224,9 +250,11 @@ _profiles: dict[str, ProfileSpec] = {
         ProfileSpec(
             "spike",
             (Stage(30.0, 1), Stage(30.0, 100), Stage(30.0, 1)),
-            "1 -> 100 -> 1 users in 90 s: the system survives a sudden burst and recovers.",
-            "k6 run --stage 30s:1 --stage 30s:100 --stage 30s:1",
+            "1 -> 100 -> 1 users in 90 s, then 30 s held at 1 user: the system survives a "
+            "sudden burst and recovers (the hold is the kit's: --recovery 0s drops it).",
+            "k6 run --stage 30s:1 --stage 30s:100 --stage 30s:1 --stage 30s:1",
             report="spike",
+            recovery_s=30.0,
         ),
         ProfileSpec(
             "soak",

@@ -172,6 +172,17 @@ class Settings(BaseSettings):
         description="When the load stops, requests in flight may finish for this long (k6's "
         "gracefulStop), so the verdict's totals equal the server's count; 0 cuts them off.",
     )
+    metrics_url: str | None = Field(
+        default=None,
+        description="The platform's Prometheus text endpoint (`http://host:9100/metrics`, or a "
+        "path under API_URL such as `/metrics`), scraped beside the load for `platform` "
+        "criteria (CPU, memory, pools). Unset: no scraping (the embedded platform's is used "
+        "when the kit starts one). No API key is sent to it.",
+    )
+    metrics_sample_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds between two scrapes of metrics_url."
+    )
+
     abort_when_unreachable_s: float = Field(
         default=10.0,
         ge=0,
@@ -212,6 +223,22 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError("has an invalid port") from exc
         return value.rstrip("/")
+
+    @field_validator("metrics_url")
+    @classmethod
+    def _check_metrics_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("/"):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http(s) URL (http://127.0.0.1:9100/metrics) or a path under "
+                "API_URL (/metrics)"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -135,11 +135,13 @@ def check_results_dir(root: Path) -> None:
 
 
 def check_target_host(settings: Settings) -> None:
-    """``API_URL`` (or ``--api-url``) is on the allow-list (the embedded platform always is)."""
-    if not settings.api_url:
-        return
+    """``API_URL`` (or ``--api-url``) and an absolute ``LOADKIT_METRICS_URL`` are on the
+    allow-list (the embedded platform always is)."""
     try:
-        settings.allow_list().check_url(settings.api_url, what="API_URL host")
+        if settings.metrics_url is not None and "://" in settings.metrics_url:
+            settings.allow_list().check_url(settings.metrics_url, what="LOADKIT_METRICS_URL host")
+        if settings.api_url:
+            settings.allow_list().check_url(settings.api_url, what="API_URL host")
     except (HostNotAllowedError, AllowListError) as exc:
         raise InputError(str(exc)) from None
 
@@ -242,8 +244,14 @@ def _kit_size(args: argparse.Namespace) -> tuple[LoadSize, bool]:
     run_time_s = parse_run_time(args.run_time) if args.run_time is not None else None
     stages = ()
     if args.profile or args.stage:
+        from loadkit.cli.planning import recovery_option
+
         _, stages = resolve_stages(
-            args.profile, args.stage, time_scale=time_scale, user_scale=args.user_scale or 1.0
+            args.profile,
+            args.stage,
+            time_scale=time_scale,
+            user_scale=args.user_scale or 1.0,
+            recovery_s=recovery_option(args),
         )
     users = args.users
     if users is None and not stages and not args.worker:

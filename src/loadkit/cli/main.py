@@ -11,6 +11,7 @@ the results; the Locust process does the rest (``loadkit.plugin``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from loadkit.cli.inputs import (
     share_safety_settings,
 )
 from loadkit.cli.plan import add_plan_parser, run_plan
-from loadkit.cli.planning import UsageError, plan_from_args
+from loadkit.cli.planning import UsageError, check_metrics_source, plan_from_args
 from loadkit.cli.preflight import run_preflight
 from loadkit.cli.records import history_env, with_reference
 from loadkit.cli.run_all import StepOutcome, render_steps
@@ -62,8 +63,9 @@ from loadkit.settings import Settings, SettingsError, load_settings
 #: Options of the kit that Locust's parser also knows: after ``--`` they would be ignored, since
 #: the Locust process plays the plan, so they are refused there.
 KIT_OPTIONS = frozenset(
-    {"--time-scale", "--user-scale", "--stage", "--rate", "--rate-stage", "--max-in-flight",
-     "--baseline", "--no-baseline", "--scenario", "--results-dir", "-t", "--run-time"}
+    {"--time-scale", "--user-scale", "--stage", "--recovery", "--rate", "--rate-stage",
+     "--max-in-flight", "--baseline", "--no-baseline", "--scenario", "--results-dir", "-t",
+     "--run-time"}
 )  # fmt: skip
 
 
@@ -209,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help=f"one of: {_scenario_names()}")
     run.add_argument("--profile", help=f"one of: {_profiles_help()}")
     run.add_argument(
+        "--recovery",
+        default=_env("LOADKIT_RECOVERY"),
+        metavar="DURATION",
+        help="spike: how long the load is held at the pre-spike level after the surge, where "
+        "recovery is judged (default 30s, scaled by --time-scale; 0s: the guide's stages only) "
+        "[LOADKIT_RECOVERY]",
+    )
+    run.add_argument(
         "--stage",
         action="append",
         default=_env_list("LOADKIT_STAGES"),
@@ -284,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--api-url", help="platform base URL (overrides API_URL)")
     add_safety_options(preflight, limits=False)
 
-    commands.add_parser("scenarios", help="list the scenarios and their default load")
+    scenarios = commands.add_parser("scenarios", help="list the scenarios and their default load")
+    scenarios.add_argument(
+        "--json", action="store_true", help="their names as a JSON list (e.g. for a CI matrix)"
+    )
     commands.add_parser("profiles", help="list the load profiles")
     add_plan_parser(commands)
     add_compare_parser(commands)
@@ -309,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "scenarios":
+        if args.json:
+            print(json.dumps(list(registry.SCENARIOS)))
+            return 0
         for s in registry.SCENARIOS.values():
             print(f"{s.name:<12} {s.load.describe():>16}  {s.purpose}")
         return 0
@@ -427,6 +443,7 @@ def _run(args: argparse.Namespace, locust_extra: list[str]) -> int:
         return run_worker(scenario.name, launch, say)
     plan = plan_from_args(args, scenario, _load_generators(launch.topology), settings)
     plan = with_reference(plan, settings, args.reference)
+    check_metrics_source(plan, settings.metrics_url, embedded=not settings.api_url)
     with target(settings, say) as (url, key):
         if checked.notice:
             say(checked.notice)
@@ -449,6 +466,7 @@ def _run_all(args: argparse.Namespace, locust_extra: list[str]) -> int:
             check_run_inputs(step_args, locust_extra, settings)
             plan = plan_from_args(step_args, scenario, _load_generators(launch.topology), settings)
             plan = with_reference(plan, settings, None)
+            check_metrics_source(plan, settings.metrics_url, embedded=not settings.api_url)
             steps.append((f"{scenario.name} {profile}", plan))
     outcomes: list[StepOutcome] = []
     with target(settings, say) as (url, key):

@@ -56,7 +56,11 @@ def plan_from_args(
         raise UsageError("--users cannot be combined with a profile or --stage (use --user-scale)")
     if profile_given:
         profile, stages = resolve_stages(
-            args.profile, args.stage, time_scale=time_scale, user_scale=user_scale
+            args.profile,
+            args.stage,
+            time_scale=time_scale,
+            user_scale=user_scale,
+            recovery_s=recovery_option(args),
         )
     else:
         if run_time_s is None and not (scenario.is_arrival_rate and args.rate_stage):
@@ -102,6 +106,38 @@ def _graceful_stop(text: str | None, settings: Settings | None) -> float:
     if seconds > MAX_GRACEFUL_STOP_S:
         raise UsageError(f"--graceful-stop {text}: at most {MAX_GRACEFUL_STOP_S:g} s")
     return seconds
+
+
+def check_metrics_source(plan: RunPlan, metrics_url: str | None, embedded: bool) -> None:
+    """Refuse, before any load, a run whose baseline judges the platform's own metrics when
+    nothing says where they are: the criterion would only show "no data" after the whole run.
+    The embedded platform serves its own ``/metrics``."""
+    if metrics_url is not None or embedded or plan.baseline is None:
+        return
+    wanted = [
+        (i, c)
+        for i, c in enumerate(plan.baseline.criteria)
+        if c.platform is not None and c.applies_to(plan.profile)
+    ]
+    if wanted:
+        index, criterion = wanted[0]
+        raise UsageError(
+            f"{plan.baseline.path}: criteria[{index}] {criterion.describe()} judges the "
+            f"platform's own metrics in a {plan.profile} run: set LOADKIT_METRICS_URL to its "
+            "Prometheus endpoint (a URL, or a path under API_URL such as /metrics), or pass "
+            "--baseline with a file that does not name platform metrics"
+        )
+
+
+def recovery_option(args: argparse.Namespace) -> float | None:
+    """``--recovery`` in seconds (the profile's own hold when not given)."""
+    text = getattr(args, "recovery", None)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"--recovery: {exc}") from None
 
 
 def _scale(value: float | None, option: str) -> float:

@@ -9,6 +9,7 @@ that stayed within the baseline's limits. The lines are printed and kept in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from loadkit.results.timeseries import FILE_NAME as TIMESERIES_FILE
 from loadkit.results.timeseries import read_records
 
 HISTORY_FILE = "stats_stats_history.csv"
+VERDICT_FILE = "verdict.json"
 REPORT_FILE = "profile_report.txt"
 #: A soak compares its first and last sixth: 10 min of a 1 h soak, 6 s of a 36 s scaled one.
 SOAK_WINDOW_FRACTION = 1 / 6
@@ -45,7 +47,7 @@ def profile_summary(plan: RunPlan, run_dir: Path) -> list[str]:
     if not rows:
         return [f"{plan.profile} report: no history recorded"]
     if report == "spike":
-        return spike_report(rows, stages).summary_lines()
+        return with_judged_recovery(spike_report(rows, stages).summary_lines(), run_dir)
     if report == "soak":
         window_s = max(2.0, total_duration_s(stages) * SOAK_WINDOW_FRACTION)
         return soak_report(rows, window_s, generator_rss(run_dir)).summary_lines()
@@ -53,6 +55,22 @@ def profile_summary(plan: RunPlan, run_dir: Path) -> list[str]:
     if limits is None:
         return ["stress report: the baseline has no P95 and error-rate limits for stress"]
     return stress_report(rows, *limits).summary_lines()
+
+
+def with_judged_recovery(lines: list[str], run_dir: Path) -> list[str]:
+    """The spike report, its own recovery line replaced by the verdict's recovery criteria when
+    the baseline judged recovery: one answer to "did it recover", the verdict's."""
+    path = run_dir / VERDICT_FILE
+    if not path.exists():
+        return lines
+    judged = [
+        c
+        for c in json.loads(path.read_text(encoding="utf-8")).get("criteria", [])
+        if c.get("metric") == "recovery" and c.get("status") != "skipped"
+    ]
+    if not judged:
+        return lines
+    return [*lines[:-1], *(f"  recovery ({c['status']}): {c['reason']}" for c in judged)]
 
 
 def history_rows(run_dir: Path) -> list[HistoryRow]:

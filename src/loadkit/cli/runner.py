@@ -34,6 +34,7 @@ from loadkit.cli.topology import Topology, run_processes
 from loadkit.core.lifecycle import RunState
 from loadkit.core.plan import PLAN_ENV, PLAN_FILE, RunPlan
 from loadkit.core.verdict import Totals, Verdict, Window
+from loadkit.endpoints import PLATFORM_METRICS
 from loadkit.results.history import utc_now
 from loadkit.results.verdict_files import render_console, write_junit_xml, write_verdict_json
 from loadkit.settings import ENV_PREFIX, QueueSourceKind, Settings
@@ -46,6 +47,7 @@ PLUGIN_DIR: Final = Path(__file__).resolve().parents[1] / "plugin"
 RUN_SHAPE_FILE: Final = PLUGIN_DIR / "run_shape.py"
 PROFILE_SHAPES_FILE: Final = PLUGIN_DIR / "profile_shapes.py"
 VERDICT_FILE: Final = "verdict.json"
+METRICS_URL_ENV: Final = "LOADKIT_METRICS_URL"
 
 
 class MissingKeyError(ValueError):
@@ -74,9 +76,23 @@ def target(settings: Settings, announce: Callable[[str], None]) -> Iterator[tupl
         return
     from loadkit.platform.launcher import embedded_platform
 
-    with embedded_platform(settings) as (platform, key):
+    with embedded_platform(settings) as (platform, key), _scrape_embedded(settings, platform.url):
         announce(f"no API_URL given: started the embedded reference platform at {platform.url}")
         yield platform.url, key
+
+
+@contextlib.contextmanager
+def _scrape_embedded(settings: Settings, url: str) -> Iterator[None]:
+    """With no metrics URL of its own, the run scrapes the embedded platform's ``/metrics``
+    (handed to Locust like ``API_URL``: in the child's environment)."""
+    if settings.metrics_url is not None or METRICS_URL_ENV in os.environ:
+        yield
+        return
+    os.environ[METRICS_URL_ENV] = url + PLATFORM_METRICS
+    try:
+        yield
+    finally:
+        os.environ.pop(METRICS_URL_ENV, None)
 
 
 def locust_command(plan: RunPlan, launch: Launch, host: str, run_dir: Path) -> list[str]:

@@ -35,6 +35,7 @@ from pydantic import (
 
 from loadkit import registry
 from loadkit.core.durations import parse_duration
+from loadkit.core.series import SeriesSelector
 
 # ---------------------------------------------------------------------------------------------
 # Names: scenarios, profiles, requests, custom metrics. Everything validation accepts is here.
@@ -82,6 +83,10 @@ GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
         ),
         "queue_active": CustomMetric("jobs", "jobs a worker has taken and not finished"),
         "queue_delayed": CustomMetric("jobs", "delayed jobs not due yet"),
+        "generator_rss_bytes": CustomMetric(
+            "bytes",
+            "resident memory of the load generators (summed over workers), sampled each second",
+        ),
     }
 )
 #: Counters reported at the end of the run. A metric other than ``count`` is reported under
@@ -108,15 +113,32 @@ COUNTERS: Final[Mapping[str, CustomMetric]] = MappingProxyType(
             "the most that due work grew within one stall window while no job completed or "
             "failed (a stalled consumer); 0 when that never happened",
         ),
+        "held_users": CustomMetric(
+            "users",
+            "the highest user level at which every latency and error-rate criterion of the "
+            "baseline held (levels judged in rising order, up to the first that failed)",
+        ),
     }
 )
 
 LATENCY_METRICS: Final = ("p50", "p90", "p95", "p99", "max", "avg", "min")
-REQUEST_METRICS: Final = (*LATENCY_METRICS, "error_rate", "rps", "count")
-GAUGE_METRICS: Final = ("max", "p95", "final", "min", "avg", "growth_per_s")
+#: What a profile exists to show, judged on a request: how long P95 took to come back after a
+#: spike (s), and how far P95 drifted from a soak's first window to its last (ms).
+PURPOSE_METRICS: Final = ("recovery", "p95_drift")
+REQUEST_METRICS: Final = (*LATENCY_METRICS, "error_rate", "rps", "count", *PURPOSE_METRICS)
+#: ``growth`` is a least-squares slope per hour over the steady window (memory, platform
+#: series); ``growth_per_s`` how fast a queue gauge rose from its first reading to its last.
+GAUGE_METRICS: Final = ("max", "p95", "final", "min", "avg", "growth", "growth_per_s")
+#: A platform metric is a gauge, or a counter read as a rate per second.
+PLATFORM_METRICS: Final = (*GAUGE_METRICS, "rate")
 COUNTER_METRICS: Final = ("count",)
-#: Metrics measured per second (a threshold such as ``"5/s"``), whatever their subject.
+#: Metrics measured per second (a threshold such as ``"5/s"``) on requests, queue gauges and
+#: queue counters.
 PER_SECOND_METRICS: Final = frozenset({"rps", "rate", "growth_per_s"})
+#: The parts of a spike a request criterion can be judged on alone (``during``).
+SPIKE_PHASES: Final = ("before", "surge", "recovery")
+#: Default ``tolerance`` of a ``recovery`` criterion: P95 within 20 % of the pre-spike P95.
+DEFAULT_RECOVERY_TOLERANCE: Final = "20%"
 
 
 def counter_key(counter: str, metric: str) -> str:
@@ -126,7 +148,7 @@ def counter_key(counter: str, metric: str) -> str:
 
 
 Op = Literal["<", "<=", ">", ">="]
-SubjectKind = Literal["request", "gauge", "counter"]
+SubjectKind = Literal["request", "gauge", "counter", "platform"]
 
 # ---------------------------------------------------------------------------------------------
 # Units. Canonical units: latency in ms, error rate as a fraction, throughput per second.
@@ -136,6 +158,20 @@ UNIT_MS: Final = "ms"
 UNIT_FRACTION: Final = "fraction"
 UNIT_PER_S: Final = "/s"
 UNIT_COUNT: Final = "count"
+UNIT_S: Final = "s"
+UNIT_PER_H: Final = "/h"
+
+#: Byte units a platform metric or a memory gauge may be written in (decimal and binary).
+_BYTE_UNITS: Final = {
+    "B": Decimal(1),
+    "kB": Decimal(1000),
+    "KB": Decimal(1000),
+    "KiB": Decimal(1024),
+    "MB": Decimal(1000**2),
+    "MiB": Decimal(1024**2),
+    "GB": Decimal(1000**3),
+    "GiB": Decimal(1024**3),
+}
 
 _LATENCY_UNITS: Final = {"ms": Decimal(1), "s": Decimal(1000)}
 _NUMBER_RE: Final = re.compile(
@@ -204,6 +240,16 @@ def _fraction(raw: object) -> tuple[float, str]:
     return float(amount), "%"
 
 
+def _fraction_or_percent(raw: object) -> float:
+    """``"20%"`` or 0.2; above 100 % is allowed (a tolerance of 150 % is P95 x 2.5)."""
+    amount, unit = _split(raw)
+    if unit == "%":
+        return float(amount / 100)
+    if unit:
+        raise ValueError(f"bad unit {unit!r} in {raw!r}: write a percentage ('20%') or a fraction")
+    return float(amount)
+
+
 def _per_s(raw: object) -> tuple[float, str]:
     amount, unit = _split(raw)
     if unit not in ("", "/s"):
@@ -216,6 +262,31 @@ def _plain(raw: object, unit_name: str) -> tuple[float, str]:
     if unit not in ("", unit_name):
         raise ValueError(f"bad unit {unit!r} in {raw!r}: write a plain number ({unit_name})")
     return float(amount), unit_name
+
+
+def _quantity(raw: object, metric: str, unit_name: str) -> tuple[float, str, Decimal]:
+    """A gauge's or platform metric's threshold: a plain number, a percentage (``"80%"``: a
+    CPU share) or bytes (``"50MiB"``), per second for a ``rate`` (``"/s"``), per hour for a
+    ``growth`` (``"/h"``). Returns (value, the unit as written, its factor)."""
+    amount, unit = _split(raw)
+    per = {"rate": UNIT_PER_S, "growth": UNIT_PER_H}.get(metric, "")
+    written_per = ""
+    if unit.endswith(("/s", "/h")):
+        if unit[-2:] != per:
+            wanted = f"'{per}'" if per else "no time unit"
+            raise ValueError(f"bad unit {unit!r} in {raw!r}: {metric} takes {wanted}")
+        unit, written_per = unit[:-2].strip(), per
+    if unit in ("", unit_name):
+        factor = Decimal(1)
+    elif unit == "%":
+        factor = Decimal("0.01")
+    elif unit in _BYTE_UNITS:
+        factor = _BYTE_UNITS[unit]
+    else:
+        known = ", ".join(["%", *_BYTE_UNITS])
+        raise ValueError(f"bad unit {unit!r} in {raw!r}: a plain number, or one of {known}")
+    shown = unit if unit not in ("", unit_name) else unit_name
+    return float(amount * factor), f"{shown}{written_per}", factor
 
 
 def format_number(x: float) -> str:
@@ -259,10 +330,21 @@ class Criterion(BaseModel):
     """A gauge sampled during the run (see ``GAUGES``), instead of a request."""
     counter: StrictStr | None = None
     """A counter reported at the end of the run (see ``COUNTERS``), instead of a request."""
+    platform: StrictStr | None = None
+    """A metric the platform exposes (``LOADKIT_METRICS_URL``), by its sample name as exposed:
+    ``process_resident_memory_bytes``, ``http_request_duration_seconds_bucket``."""
+    labels: dict[StrictStr, StrictStr] | None = None
+    """With ``platform``: the labels the samples must carry (``{le = "0.1"}``); samples that
+    match are summed."""
     metric: StrictStr
-    """What to measure: p50 p90 p95 p99 max avg min error_rate rps count for requests;
-    max p95 final min avg growth_per_s for gauges; count (and rate, for the queue's job
-    counters) for counters."""
+    """What to measure: p50 p90 p95 p99 max avg min error_rate rps count recovery p95_drift
+    for requests; max p95 final min avg growth growth_per_s for gauges, and rate for platform
+    metrics; count (and rate, for the queue's job counters) for counters."""
+    during: Literal["before", "surge", "recovery"] | None = None
+    """With a request: judge only the requests of that part of a spike (before the surge, the
+    surge up and down, the recovery hold), instead of the whole run."""
+    tolerance: Any = None
+    """With ``recovery``: how far above the pre-spike P95 counts as recovered (default 20%)."""
     op: Op
     """The comparison that must hold: ``measured op value``."""
     value: Any
@@ -280,7 +362,9 @@ class Criterion(BaseModel):
     _threshold: float = PrivateAttr(default=0.0)
     _unit: str = PrivateAttr(default="")
     _display_unit: str = PrivateAttr(default="")
+    _display_factor: float = PrivateAttr(default=0.0)
     _delay_s: float = PrivateAttr(default=0.0)
+    _tolerance: float = PrivateAttr(default=0.0)
 
     @field_validator("profiles", mode="before")
     @classmethod
@@ -303,13 +387,23 @@ class Criterion(BaseModel):
 
     @model_validator(mode="after")
     def _check_and_convert(self) -> Criterion:
-        subjects = [k for k in ("request", "gauge", "counter") if getattr(self, k) is not None]
+        subjects = [
+            k for k in ("request", "gauge", "counter", "platform") if getattr(self, k) is not None
+        ]
         if not subjects:
-            raise _KeyedError(("request",), "missing: name a request (or a gauge, or a counter)")
+            raise _KeyedError(
+                ("request",), "missing: name a request (or a gauge, a counter, a platform metric)"
+            )
         if len(subjects) > 1:
             raise _KeyedError((subjects[1],), f"give only one of {' / '.join(subjects)}")
         kind = self.kind
-        allowed = {"request": REQUEST_METRICS, "gauge": GAUGE_METRICS, "counter": COUNTER_METRICS}
+        allowed = {
+            "request": REQUEST_METRICS,
+            "gauge": GAUGE_METRICS,
+            "counter": COUNTER_METRICS,
+            "platform": PLATFORM_METRICS,
+        }
+        self._check_purpose_keys(kind)
         if kind == "gauge" and self.gauge not in GAUGES:
             raise _KeyedError(("gauge",), _unknown("gauge", self.gauge, GAUGES))
         if kind == "counter" and self.counter not in COUNTERS:
@@ -330,6 +424,12 @@ class Criterion(BaseModel):
         self._threshold = threshold
         self._display_unit = display_unit
         self._unit = self._canonical_unit()
+        if self.metric == "recovery":
+            raw = DEFAULT_RECOVERY_TOLERANCE if self.tolerance is None else self.tolerance
+            try:
+                self._tolerance = _fraction_or_percent(raw)
+            except ValueError as exc:
+                raise _KeyedError(("tolerance",), str(exc)) from None
         if self.delay_abort_eval is not None:
             if not self.abort_on_fail:
                 raise _KeyedError(
@@ -341,35 +441,61 @@ class Criterion(BaseModel):
                 raise _KeyedError(("delay_abort_eval",), str(exc)) from None
         return self
 
+    def _check_purpose_keys(self, kind: SubjectKind) -> None:
+        """``labels`` only with a platform metric; ``during`` only on a request's plain
+        metrics; ``tolerance`` only with ``recovery``."""
+        if self.labels is not None and kind != "platform":
+            raise _KeyedError(("labels",), "only means something with platform = ...")
+        if self.platform is not None and not self.platform.strip():
+            raise _KeyedError(("platform",), "empty metric name")
+        if self.during is not None and (kind != "request" or self.metric in PURPOSE_METRICS):
+            raise _KeyedError(
+                ("during",), "only with a request's latency, error_rate, rps or count"
+            )
+        if self.tolerance is not None and self.metric != "recovery":
+            raise _KeyedError(("tolerance",), 'only means something with metric = "recovery"')
+
     def _convert(self) -> tuple[float, str]:
-        if self.metric in PER_SECOND_METRICS:
+        if self.metric in PER_SECOND_METRICS and self.platform is None:
             return _per_s(self.value)
-        if self.gauge is not None:
-            return _plain(self.value, GAUGES[self.gauge].unit)
+        if self.gauge is not None or self.platform is not None:
+            unit_name = GAUGES[self.gauge].unit if self.gauge is not None else ""
+            threshold, written, factor = _quantity(self.value, self.metric, unit_name)
+            self._display_factor = float(factor)
+            return threshold, written
+        if self.metric == "recovery":
+            return parse_duration(self.value, unit_required=True), UNIT_S
         if self.counter is not None:
             return _plain(self.value, COUNTERS[self.counter].unit)
-        if self.metric in LATENCY_METRICS:
+        if self.metric in LATENCY_METRICS or self.metric == "p95_drift":
             return _latency_ms(self.value)
         if self.metric == "error_rate":
             return _fraction(self.value)
         return _plain(self.value, UNIT_COUNT)
 
     def _canonical_unit(self) -> str:
-        if self.metric in PER_SECOND_METRICS:
+        if self.metric in PER_SECOND_METRICS and self.platform is None:
             return UNIT_PER_S
+        per = {"rate": UNIT_PER_S, "growth": UNIT_PER_H}.get(self.metric, "")
+        if self.platform is not None:
+            return f"(as exposed){per}"
         if self.gauge is not None:
-            return GAUGES[self.gauge].unit
+            return f"{GAUGES[self.gauge].unit}{per}"
+        if self.metric == "recovery":
+            return UNIT_S
         if self.counter is not None:
             return COUNTERS[self.counter].unit
-        if self.metric in LATENCY_METRICS:
+        if self.metric in LATENCY_METRICS or self.metric == "p95_drift":
             return UNIT_MS
         return UNIT_FRACTION if self.metric == "error_rate" else UNIT_COUNT
 
     @property
     def kind(self) -> SubjectKind:
-        """Whether the subject is a request row, a gauge or a counter."""
+        """Whether the subject is a request row, a gauge, a counter or a platform metric."""
         if self.gauge is not None:
             return "gauge"
+        if self.platform is not None:
+            return "platform"
         return "counter" if self.counter is not None else "request"
 
     @property
@@ -378,12 +504,50 @@ class Criterion(BaseModel):
         return str(self.gauge or self.counter or "").startswith(QUEUE_PREFIX)
 
     @property
+    def platform_series(self) -> str | None:
+        """The platform series as ``name{label="value",...}`` (labels sorted), or None."""
+        if self.platform is None:
+            return None
+        if not self.labels:
+            return self.platform
+        inner = ",".join(f'{k}="{v}"'.replace("\n", "\\n") for k, v in sorted(self.labels.items()))
+        return f"{self.platform}{{{inner}}}"
+
+    @property
+    def platform_selector(self) -> SeriesSelector | None:
+        """What to scrape for this criterion (None unless it names a platform metric)."""
+        return None if self.platform is None else SeriesSelector.of(self.platform, self.labels)
+
+    @property
+    def gauge_key(self) -> str | None:
+        """Where the run's gauges dict holds this criterion's series: the gauge's name, or
+        ``platform <series>``; None for requests and counters."""
+        if self.gauge is not None:
+            return self.gauge
+        return None if self.platform is None else f"platform {self.platform_series}"
+
+    @property
+    def needs_timeline(self) -> bool:
+        """Judged on the run's seconds (a spike phase, recovery, drift), not whole-run rows."""
+        return self.during is not None or self.metric in PURPOSE_METRICS
+
+    @property
+    def tolerance_fraction(self) -> float:
+        """``recovery``'s tolerance as a fraction (0.2 = P95 may be 20 % above the pre-spike)."""
+        return self._tolerance
+
+    @property
     def subject(self) -> str:
-        """``"GET /health"``, ``"total"``, ``"gauge queue_depth"`` or ``"counter <name>"``."""
+        """``"GET /health"``, ``"total"``, ``"gauge queue_depth"``, ``"counter <name>"``,
+        ``"platform <series>"``, ``"total during surge"``."""
         if self.gauge is not None:
             return f"gauge {self.gauge}"
         if self.counter is not None:
             return f"counter {self.counter}"
+        if self.platform is not None:
+            return f"platform {self.platform_series}"
+        if self.during is not None:
+            return f"{self.request} during {self.during}"
         return str(self.request)
 
     @property
@@ -413,7 +577,14 @@ class Criterion(BaseModel):
     def format(self, amount: float) -> str:
         """A canonical amount in the unit the file used: ``"20 ms"``, ``"1.5 s"``, ``"0.1%"``."""
         unit = self._display_unit
+        if self._display_factor:
+            shown = format_number(amount / self._display_factor)
+            if not unit or unit.startswith(("%", "/")):
+                return f"{shown}{unit}"
+            return f"{shown} {unit}"
         if unit == "s":
+            if self.metric == "recovery":
+                return f"{format_number(amount)} s"
             return f"{format_number(amount / 1000)} s"
         if unit == "%":
             return f"{format_number(amount * 100)}%"

@@ -6,7 +6,9 @@ The verdict is computed from these values, so they are plain data that tests can
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from loadkit.core.histogram import LatencyHistogram
 
 #: The shortest window a rate is computed over.
 MIN_RATE_WINDOW_S: Final = 1.0
@@ -44,6 +46,41 @@ class EndpointMetrics:
     window_s: float
     bytes_received: int = 0
     """Response bytes (bodies) received, as Locust's ``response_length`` counts them."""
+    bytes_sent: int = 0
+    """Request bytes sent: the request line, headers and body (``plugin.locust_adapter``)."""
+    received_per_s: float | None = None
+    """Bytes received per second over ``window_s`` (None like ``rps``)."""
+    sent_per_s: float | None = None
+    """Bytes sent per second over ``window_s`` (None like ``rps``)."""
+
+    @classmethod
+    def from_histogram(
+        cls,
+        method: str,
+        name: str,
+        hist: LatencyHistogram,
+        count: int,
+        failures: int,
+        **rates: Any,
+    ) -> EndpointMetrics:
+        """A row whose latencies are ``hist``'s (the one place percentiles are read for it);
+        ``rates``: ``rps``, ``window_s``, bytes and bytes per second."""
+        rates.setdefault("rps", None)
+        rates.setdefault("window_s", 0.0)
+        return cls(
+            method=method,
+            name=name,
+            count=count,
+            failures=failures,
+            min_ms=hist.min_ms,
+            max_ms=hist.max_ms,
+            avg_ms=hist.mean_ms,
+            p50_ms=hist.percentile_ms(50),
+            p90_ms=hist.percentile_ms(90),
+            p95_ms=hist.percentile_ms(95),
+            p99_ms=hist.percentile_ms(99),
+            **rates,
+        )
 
     @property
     def error_rate(self) -> float:

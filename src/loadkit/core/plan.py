@@ -173,11 +173,13 @@ def resolve_stages(
     *,
     time_scale: float = 1.0,
     user_scale: float = 1.0,
+    recovery_s: float | None = None,
 ) -> tuple[str, tuple[Stage, ...]]:
     """``(profile name, effective stages)`` for a named profile and/or ``--stage`` specs.
 
     Custom specs replace the named profile's stages (the run is then judged as ``custom``); a
     name is still checked, so a typo never passes silently. One of the two must be given.
+    ``recovery_s`` replaces the profile's recovery hold (``--recovery``; unscaled seconds).
     """
     if profile is not None and profile not in registry.PROFILES:
         raise PlanError(registry.unknown_name("profile", profile, tuple(registry.PROFILES)))
@@ -185,7 +187,10 @@ def resolve_stages(
     if profile is None and not specs:
         names = ", ".join(registry.PROFILES)
         raise PlanError(f"no profile given: name one of {names} or pass --stage")
-    base = registry.PROFILES[profile].stages if profile is not None else ()
+    try:
+        base = registry.PROFILES[profile].played_stages(recovery_s) if profile is not None else ()
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
     stages = effective_stages(base, specs, time_scale=time_scale, user_scale=user_scale)
     return (registry.CUSTOM_PROFILE if specs else str(profile)), stages
 

@@ -205,6 +205,10 @@ class RegressionCheck:
 
     gauge: None = None
     counter: None = None
+    platform: None = None
+    labels: None = None
+    during: None = None
+    tolerance_fraction: None = None
     abort_on_fail: bool = False
 
     @property
@@ -282,7 +286,7 @@ def _judge_one(
     def result(
         check: RegressionCheck, measured: float | None, status: Status, reason: str
     ) -> CriterionResult:
-        return CriterionResult(index, check, measured, status, reason, REGRESSION_TABLE)
+        return CriterionResult(index, check, measured, status, reason, table=REGRESSION_TABLE)
 
     if not rule.applies_to(profile):
         where = ", ".join(rule.profiles or ())

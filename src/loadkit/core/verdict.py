@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from loadkit import endpoints
 from loadkit.core.baselines import (
@@ -74,6 +74,27 @@ class GaugeSummary:
     growth_per_s: float | None = None
     """How fast the gauge rose from the first sample to the last, per second (negative when it
     fell); None when the samples span no time."""
+    growth: float | None = None
+    """Least-squares slope over the steady window after its warm-up, per hour (``core.series``);
+    None when that window holds fewer than two samples."""
+    rate: float | None = None
+    """A counter's increase per second over the steady window (platform metrics)."""
+    why_missing: str = ""
+    """Why there are no samples, or no growth or rate: for the "no data" reason."""
+
+
+class TimelineFigures(Protocol):
+    """Measures the criteria judged on the run's seconds rather than its whole-run rows
+    (``Criterion.needs_timeline``: a spike phase, the recovery, a soak's drift)."""
+
+    def measure(self, criterion: Criterion) -> float | None:
+        """The criterion's value in its canonical unit; None when it could not be measured."""
+        ...
+
+    def explain(self, criterion: Criterion) -> str:
+        """One line a reader needs beside the number (the pre-spike P95, why nothing was
+        measured); empty when the number says it all."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,18 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Data transferred by one request row (or ``Aggregated``: every HTTP request)."""
+
+    name: str
+    bytes_received: int
+    bytes_sent: int
+    received_per_s: float | None
+    """Over the verdict's window, like ``rps`` (None when it is shorter than a second)."""
+    sent_per_s: float | None
+
+
+@dataclass(frozen=True)
 class CriterionResult:
     """One criterion's outcome; ``measured`` is in the criterion's canonical unit, or None."""
 
@@ -108,6 +141,8 @@ class CriterionResult:
     measured: float | None
     status: Status
     reason: str
+    detail: str = ""
+    """What a reader needs beside the number (a recovery's pre-spike P95 and limit)."""
     table: str = CRITERIA_TABLE
     """``criteria`` (a fixed threshold) or ``regression`` (against a reference run)."""
 
@@ -152,6 +187,8 @@ class Verdict:
     """Wall-clock start of the run (epoch seconds), when known."""
     reference: ReferenceLookup | None = None
     """The reference run the ``[[regression]]`` criteria were judged against, if looked up."""
+    transfer: tuple[Transfer, ...] = ()
+    """Bytes received and sent: the HTTP total first, then each request row."""
 
     @property
     def failed(self) -> tuple[CriterionResult, ...]:
@@ -243,14 +280,17 @@ def measure(
     metrics: Mapping[str, EndpointMetrics],
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
+    figures: TimelineFigures | None = None,
 ) -> float | None:
     """The criterion's metric in its canonical unit, or None when nothing was measured."""
-    if criterion.gauge is not None:
-        summary = (gauges or {}).get(criterion.gauge)
+    if criterion.gauge_key is not None:
+        summary = (gauges or {}).get(criterion.gauge_key)
         if summary is None or summary.samples <= 0:
             return None
         value = getattr(summary, criterion.metric)
         return None if value is None else float(value)
+    if criterion.needs_timeline:
+        return None if figures is None else figures.measure(criterion)
     if criterion.counter is not None:
         count = (counters or {}).get(counter_key(criterion.counter, criterion.metric))
         return None if count is None else float(count)
@@ -274,12 +314,25 @@ def holds(criterion: Criterion, measured: float) -> bool:
 
 
 def _no_data_reason(
-    criterion: Criterion, metrics: Mapping[str, EndpointMetrics] | None = None
+    criterion: Criterion,
+    metrics: Mapping[str, EndpointMetrics] | None = None,
+    gauges: Mapping[str, GaugeSummary] | None = None,
+    figures: TimelineFigures | None = None,
 ) -> str:
-    if criterion.gauge is not None:
-        if criterion.metric == "growth_per_s":
-            return f"gauge {criterion.gauge!r} has no two samples apart in time"
-        return f"gauge {criterion.gauge!r} was not sampled"
+    if criterion.gauge is not None and criterion.metric == "growth_per_s":
+        return f"gauge {criterion.gauge!r} has no two samples apart in time"
+    if criterion.gauge_key is not None:
+        summary = (gauges or {}).get(criterion.gauge_key)
+        what = "gauge" if criterion.gauge is not None else "platform metric"
+        name = criterion.gauge or criterion.platform_series
+        if summary is None or summary.samples <= 0:
+            why = f": {summary.why_missing}" if summary is not None and summary.why_missing else ""
+            return f"{what} {name!r} was not sampled{why}"
+        why = summary.why_missing or "too few samples in the steady window"
+        return f"no {criterion.metric} of {what} {name!r}: {why}"
+    if criterion.needs_timeline:
+        why = figures.explain(criterion) if figures is not None else ""
+        return why or f"{criterion.describe()} could not be measured"
     if criterion.counter is not None:
         if criterion.metric != "count":
             return f"counter {criterion.counter!r} has no {criterion.metric} reported"
@@ -301,6 +354,7 @@ def judge(
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
     explanations: Mapping[str, str] | None = None,
+    figures: TimelineFigures | None = None,
 ) -> CriterionResult:
     """One criterion's result for a run of ``profile``; a failure's reason ends with the
     ``explanations`` entry of its subject, if any."""
@@ -308,19 +362,22 @@ def judge(
         where = ", ".join(criterion.profiles or ())
         reason = f"applies to {where}, not {profile}"
         return CriterionResult(index, criterion, None, SKIPPED, reason)
-    measured = measure(criterion, metrics, gauges, counters)
+    measured = measure(criterion, metrics, gauges, counters, figures)
     if measured is None:
-        return CriterionResult(index, criterion, None, NO_DATA, _no_data_reason(criterion, metrics))
+        reason = _no_data_reason(criterion, metrics, gauges, figures)
+        return CriterionResult(index, criterion, None, NO_DATA, reason)
     threshold = f"{criterion.op} {criterion.format(criterion.threshold)}"
+    detail = figures.explain(criterion) if figures is not None and criterion.needs_timeline else ""
+    why = f" ({detail})" if detail else ""
+    shown = criterion.format(measured) if math.isfinite(measured) else "never"
     if holds(criterion, measured):
-        return CriterionResult(
-            index, criterion, measured, PASSED, f"{criterion.format(measured)} {threshold}"
-        )
-    reason = f"{criterion.format(measured)}, needs {threshold}"
-    why = (explanations or {}).get(criterion.subject)
-    return CriterionResult(
-        index, criterion, measured, FAILED, f"{reason}: {why}" if why else reason
-    )
+        reason = f"{shown} {threshold}{why}"
+        return CriterionResult(index, criterion, measured, PASSED, reason, detail)
+    reason = f"{shown}, needs {threshold}{why}"
+    explained = (explanations or {}).get(criterion.subject)
+    if explained:
+        reason = f"{reason}: {explained}"
+    return CriterionResult(index, criterion, measured, FAILED, reason, detail)
 
 
 def _totals(metrics: Mapping[str, EndpointMetrics]) -> Totals:
@@ -361,6 +418,7 @@ def evaluate(
     profile: str,
     gauges: Mapping[str, GaugeSummary] | None = None,
     counters: Mapping[str, float] | None = None,
+    figures: TimelineFigures | None = None,
     window: tuple[float, float] | None = None,
     window_description: str | None = None,
     state: RunState = RunState.COMPLETE,
@@ -386,7 +444,7 @@ def evaluate(
 
     check_profile(profile)
     results = tuple(
-        judge(i, c, profile, metrics, gauges, counters, explanations)
+        judge(i, c, profile, metrics, gauges, counters, explanations, figures)
         for i, c in enumerate(baseline.criteria)
     )
     regressions, regression_notes = judge_regressions(baseline, profile, metrics, reference)
@@ -408,6 +466,22 @@ def evaluate(
         counters=dict(counters or {}),
         started_at_s=started_at_s,
         reference=reference,
+        transfer=_transfer(metrics),
+    )
+
+
+def _transfer(metrics: Mapping[str, EndpointMetrics]) -> tuple[Transfer, ...]:
+    """The HTTP total, then the HTTP request rows by name (JOB and INTENDED rows carry none)."""
+    rows = [
+        m
+        for key, m in sorted(metrics.items())
+        if key != AGGREGATED_KEY and m.method not in endpoints.NON_HTTP_REQUEST_TYPES
+    ]
+    total = metrics.get(AGGREGATED_KEY)
+    ordered = ([total] if total is not None else []) + rows
+    return tuple(
+        Transfer(m.key, m.bytes_received, m.bytes_sent, m.received_per_s, m.sent_per_s)
+        for m in ordered
     )
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from loadkit.core.histogram import LatencyHistogram
 from loadkit.core.metrics import MIN_RATE_WINDOW_S, EndpointMetrics
@@ -56,13 +56,15 @@ Record = dict[str, Any]
 class _Cell:
     """One row in one second, or (in ``_Row``) one row over the whole run."""
 
-    __slots__ = ("bytes", "failures", "first_s", "hist", "last_s", "requests")
+    __slots__ = ("bytes", "failures", "first_s", "hist", "last_s", "requests", "sent")
 
     def __init__(self) -> None:
         self.hist = LatencyHistogram()
         self.requests = 0
         self.failures = 0
         self.bytes = 0
+        self.sent = 0
+        """Request bytes sent (head and body; ``plugin.locust_adapter.request_bytes_sent``)."""
         #: Epoch seconds of the first and the last completion counted here.
         self.first_s = math.inf
         self.last_s = -math.inf
@@ -72,24 +74,30 @@ class _Cell:
         self.requests += other.requests
         self.failures += other.failures
         self.bytes += other.bytes
+        self.sent += other.sent
         self.first_s = min(self.first_s, other.first_s)
         self.last_s = max(self.last_s, other.last_s)
 
 
 class _Second:
-    """One row's requests in one second, and the span (epoch s) in which they completed."""
+    """One row's counts in one second (requests, failures, bytes received and sent), and the
+    span (epoch s) in which its requests completed."""
 
-    __slots__ = ("failures", "first_s", "last_s", "requests")
+    __slots__ = ("bytes", "failures", "first_s", "last_s", "requests", "sent")
 
     def __init__(self) -> None:
         self.requests = 0
         self.failures = 0
+        self.bytes = 0
+        self.sent = 0
         self.first_s = math.inf
         self.last_s = -math.inf
 
     def add(self, cell: _Cell | _Second) -> None:
         self.requests += cell.requests
         self.failures += cell.failures
+        self.bytes += cell.bytes
+        self.sent += cell.sent
         self.first_s = min(self.first_s, cell.first_s)
         self.last_s = max(self.last_s, cell.last_s)
 
@@ -139,10 +147,23 @@ class ProcessSample:
     cpu_percent: float | None = None
 
 
+class SecondObserver(Protocol):
+    """Sees each second as it is folded (``measure.timeline``): the same cells the records and
+    the whole-run rows are made of, so what it keeps agrees with them to the request."""
+
+    def on_second(
+        self, second: int, users: int | None, cells: Mapping[Key, _Cell], total: _Cell
+    ) -> None: ...
+
+    def on_processes(self, second: int, samples: Mapping[str, ProcessSample]) -> None: ...
+
+
 class Collector:
     """Per-request measurements of one run in one process (local runner, worker or master)."""
 
     def __init__(self) -> None:
+        #: Told of every folded second; kept across runs (each observer resets itself).
+        self.observers: list[SecondObserver] = []
         self.start(run_id=None, start_epoch_s=0.0, start_mono_s=0.0)
 
     # -- run boundaries ----------------------------------------------------------------------------
@@ -213,6 +234,7 @@ class Collector:
         failed: bool,
         now_mono_s: float,
         response_length: int = 0,
+        bytes_sent: int = 0,
     ) -> None:
         """Count one completed request; ``None`` latency counts it without a timing."""
         epoch_s = now_mono_s + self._epoch_offset_s
@@ -233,6 +255,8 @@ class Collector:
         cell.requests += 1
         if response_length:
             cell.bytes += response_length
+        if bytes_sent:
+            cell.sent += bytes_sent
         if failed:
             cell.failures += 1
         if response_time_ms is not None:
@@ -258,7 +282,18 @@ class Collector:
         ``final`` says it will record nothing more in this run.
         """
         cells = [
-            [second, t, n, c.requests, c.failures, c.bytes, c.hist.to_dict(), c.first_s, c.last_s]
+            [
+                second,
+                t,
+                n,
+                c.requests,
+                c.failures,
+                c.bytes,
+                c.hist.to_dict(),
+                c.first_s,
+                c.last_s,
+                c.sent,
+            ]
             for second, row in self._cells.items()
             for (t, n), c in row.items()
         ]
@@ -284,9 +319,12 @@ class Collector:
         if self.run_id is not None and payload.get("run") != self.run_id:
             self.stale_reports += 1
             return False
-        for second, t, n, requests, failures, nbytes, hist, first_s, last_s in payload["cells"]:
+        for second, t, n, requests, failures, nbytes, hist, first_s, last_s, sent in payload[
+            "cells"
+        ]:
             incoming = _Cell()
             incoming.requests, incoming.failures, incoming.bytes = requests, failures, nbytes
+            incoming.sent = int(sent)
             incoming.first_s, incoming.last_s = float(first_s), float(last_s)
             incoming.hist = LatencyHistogram.from_dict(hist)
             row = self._cells.setdefault(int(second), {})
@@ -363,15 +401,18 @@ class Collector:
         out[aggregated.key] = aggregated
         return out
 
-    def rate_in(self, seconds: Mapping[int, _Second], window: tuple[float, float]) -> float:
-        """Requests per second over ``window`` from per-second counts, edges pro rata."""
+    def rate_in(
+        self, seconds: Mapping[int, _Second], window: tuple[float, float], field: str = "requests"
+    ) -> float:
+        """Per second over ``window`` from per-second counts, edges pro rata: ``requests``,
+        ``failures``, ``bytes`` (received) or ``sent``."""
         start_s, end_s = window
         a, b = self.start_epoch_s + start_s, self.start_epoch_s + end_s
         counted = 0.0
         for second, counts in seconds.items():
             if second + 1 <= a or second > b:
                 continue
-            counted += counts.requests * counts.share_in(a, b)
+            counted += getattr(counts, field) * counts.share_in(a, b)
         return counted / (b - a)
 
     def _metrics(
@@ -379,24 +420,23 @@ class Collector:
     ) -> EndpointMetrics:
         hist = row.hist
         window_s = 0.0 if window is None else max(0.0, window[1] - window[0])
-        rps = None
+        rps = received_per_s = sent_per_s = None
         if window is not None and window_s >= MIN_RATE_WINDOW_S:
             rps = self.rate_in(row.seconds, window)
-        return EndpointMetrics(
-            method=request_type,
-            name=name,
-            count=row.requests,
-            failures=row.failures,
-            min_ms=hist.min_ms,
-            max_ms=hist.max_ms,
-            avg_ms=hist.mean_ms,
-            p50_ms=hist.percentile_ms(50),
-            p90_ms=hist.percentile_ms(90),
-            p95_ms=hist.percentile_ms(95),
-            p99_ms=hist.percentile_ms(99),
+            received_per_s = self.rate_in(row.seconds, window, "bytes")
+            sent_per_s = self.rate_in(row.seconds, window, "sent")
+        return EndpointMetrics.from_histogram(
+            request_type,
+            name,
+            hist,
+            row.requests,
+            row.failures,
             rps=rps,
             window_s=window_s,
             bytes_received=row.bytes,
+            bytes_sent=row.sent,
+            received_per_s=received_per_s,
+            sent_per_s=sent_per_s,
         )
 
     def per_second(self, key: str) -> dict[int, tuple[int, int]]:
@@ -484,6 +524,8 @@ class Collector:
                 total.merge(cell)
         if cells or not late:
             records.append(self._record(second, users, AGGREGATED_NAME, "", total, late))
+        for observer in self.observers:
+            observer.on_second(second, users, cells, total)
         return records
 
     def _record(
@@ -502,6 +544,7 @@ class Collector:
             "failures": cell.failures,
             "rps": float(cell.requests),
             "bytes_received": cell.bytes,
+            "bytes_sent": cell.sent,
             "p50_ms": _ms(hist.percentile_ms(50)) if timed else None,
             "p95_ms": _ms(hist.percentile_ms(95)) if timed else None,
             "p99_ms": _ms(hist.percentile_ms(99)) if timed else None,
@@ -513,7 +556,10 @@ class Collector:
 
     def _process_records(self, second: int, late: bool) -> list[Record]:
         records: list[Record] = []
-        for process, sample in sorted(self._processes.pop(second, {}).items()):
+        samples = self._processes.pop(second, {})
+        for observer in self.observers:
+            observer.on_processes(second, samples)
+        for process, sample in sorted(samples.items()):
             record: Record = {
                 "kind": "process",
                 "t": second,

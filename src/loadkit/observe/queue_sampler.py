@@ -78,7 +78,13 @@ def summarize_field(samples: Sequence[Sample], field: str) -> GaugeSummary:
 
 
 class QueueSampler:
-    """Reads ``source`` every ``interval_s`` s in a greenlet, between ``start`` and ``stop``."""
+    """Reads ``source`` every ``interval_s`` s in a greenlet, between ``start`` and ``stop``.
+
+    Any source with ``read() -> {name: number}`` will do: the platform's metrics are sampled by
+    the same class (``what`` names the series in log lines).
+    """
+
+    what = "queue depth"
 
     def __init__(
         self,
@@ -170,6 +176,21 @@ class QueueSampler:
             return self.samples
         return [(t_s, r) for t_s, r in self._samples if t_s <= self.load_ended_s]
 
+    def finish(self, series_path: Path | None) -> None:
+        """End of a test: stop (one last reading), write the series to ``series_path`` if
+        given, and say how many readings failed."""
+        self.stop()
+        if series_path is not None:
+            self.write_jsonl(series_path)
+        if self.errors:
+            logger.warning(
+                "loadkit: %d of %d %s samples failed; last: %s",
+                self.errors,
+                self.errors + len(self._samples),
+                self.what,
+                self.last_error,
+            )
+
     def close(self) -> None:
         """Stop and release the source's connections."""
         self.stop(final_sample=False)
@@ -209,8 +230,8 @@ class QueueSampler:
         if self._last_logged_s is None or now_s - self._last_logged_s >= self._error_log_every_s:
             self._last_logged_s = now_s
             logger.warning(
-                "loadkit: queue depth sample failed (%d failed so far; logged at most once a "
-                "minute): %s",
+                "loadkit: %s sample failed (%d failed so far; logged at most once a minute): %s",
+                self.what,
                 self.errors,
                 reason,
             )

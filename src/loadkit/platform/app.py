@@ -16,7 +16,7 @@ from typing import Any
 
 import gevent
 
-from loadkit.endpoints import PLATFORM_COUNTERS
+from loadkit.endpoints import PLATFORM_COUNTERS, PLATFORM_METRICS
 from loadkit.platform.auth import check_api_key
 from loadkit.platform.call_queue import CallQueue
 from loadkit.platform.config import PlatformConfig
@@ -24,8 +24,10 @@ from loadkit.platform.counters import RequestCounters
 from loadkit.platform.faults import FaultPlan
 from loadkit.platform.handlers import Handlers
 from loadkit.platform.imports import ImportManager
+from loadkit.platform.metrics import metrics_registry, serve_metrics
 from loadkit.platform.routes import ROUTES, UNMATCHED_NAME, PathMatch, Router
 from loadkit.platform.store import CallStore
+from loadkit.platform.wear import Wear
 from loadkit.platform.wsgi_io import Headers, HttpError, Request, StartResponse, respond
 
 COUNTERS_RESET_PATH = PLATFORM_COUNTERS + "/reset"
@@ -48,6 +50,8 @@ class PlatformApp:
         )
         self.faults = FaultPlan(config.latencies, config.failures, _rng(config.seed, "faults"))
         self.counters = RequestCounters()
+        self.wear = Wear(config.leak_bytes_per_request, config.surge_latency)
+        self.metrics = metrics_registry(self)
         self._router = Router()
         self._expected_key = config.api_key.encode("utf-8")
         handlers = Handlers(config, self.store, self.queue, self.imports)
@@ -67,6 +71,8 @@ class PlatformApp:
         path: str = environ.get("PATH_INFO", "")
         if path.startswith(PLATFORM_COUNTERS):
             return self._serve_counters(method, path, start_response)
+        if path == PLATFORM_METRICS and method == "GET":  # not counted, no auth: like counters
+            return serve_metrics(self.metrics, start_response)
         match = self._router.match(path)
         key = f"{method} {match.name if match is not None else UNMATCHED_NAME}"
         self.counters.count_request(key)
@@ -80,8 +86,9 @@ class PlatformApp:
             print(f"loadkit platform: unhandled error serving {key}", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
             status, payload = 500, {"detail": "internal error"}
-        self.counters.count_response(key, status)
-        return respond(start_response, status, payload, headers)
+        body = respond(start_response, status, payload, headers)
+        self.counters.count_response(key, status, len(body[0]))
+        return body
 
     def _dispatch(
         self, environ: dict[str, Any], method: str, match: PathMatch | None, key: str
@@ -91,6 +98,10 @@ class PlatformApp:
         route = match.by_method.get(method)
         if route is None:
             raise HttpError(405, "method not allowed", headers=(("Allow", match.allow),))
+        if self.wear.active:
+            delay_s = self.wear.on_request()
+            if delay_s:
+                gevent.sleep(delay_s)
         if self.faults:
             faults = self.faults.for_route(key)
             if faults is not None:

@@ -33,6 +33,7 @@ from loadkit.platform.queue_backend import (
     RedisQueueSettings,
 )
 from loadkit.platform.routes import ROUTE_KEYS
+from loadkit.platform.wear import SurgeLatency, WearSpecError, parse_surge_latency
 
 LATENCY_ENV: Final = "LOADKIT_PLATFORM_LATENCY"
 FAIL_ENV: Final = "LOADKIT_PLATFORM_FAIL"
@@ -69,6 +70,10 @@ class PlatformConfig:
     max_json_bytes: int = 1 * MIB
     latencies: Mapping[str, LatencyFault] = field(default_factory=dict)
     failures: Mapping[str, FailureFault] = field(default_factory=dict)
+    leak_bytes_per_request: int = 0
+    """Fault injection: bytes kept forever per request (a memory leak, for the soak's check)."""
+    surge_latency: SurgeLatency | None = None
+    """Fault injection: latency added for good once a surge opened many connections."""
     seed: int | None = None
     """Seeds call outcomes, durations, and injected faults; ``None`` for fresh randomness."""
     access_log: bool = False
@@ -136,6 +141,20 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ROUTE=RATIO[:STATUS]",
         help=f"failure ratio, e.g. 'GET /api/analytics/dashboard=0.3' (also ${FAIL_ENV})",
     )
+    faults.add_argument(
+        "--leak-bytes-per-request",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="keep BYTES of memory forever on every request: a leak a soak must find",
+    )
+    faults.add_argument(
+        "--surge-latency",
+        default=None,
+        metavar="CONNECTIONS=MS",
+        help="once more than CONNECTIONS client connections were open at once, add MS to every "
+        "request from then on: damage a spike leaves behind (e.g. 10=50)",
+    )
     queue = parser.add_argument_group("queue store (default: in the process)")
     queue.add_argument(
         "--redis-url",
@@ -187,6 +206,18 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pl
     )
     _require(args.import_fail_ratio, "--import-fail-ratio", lambda v: 0 <= v <= 1, "must be 0..1")
     _require(args.max_upload_bytes, "--max-upload-bytes", lambda v: v > 0, "must be > 0")
+    _require(
+        args.leak_bytes_per_request,
+        "--leak-bytes-per-request",
+        lambda v: 0 <= v <= 10 * MIB,
+        "must be 0..10485760",
+    )
+    surge = None
+    if args.surge_latency is not None:
+        try:
+            surge = parse_surge_latency(args.surge_latency)
+        except WearSpecError as exc:
+            raise ConfigError(f"--surge-latency: {exc}") from None
     latencies = _parse_specs(
         environ.get(LATENCY_ENV, ""), args.latency, LATENCY_ENV, "--latency", parse_latency_spec
     )
@@ -211,6 +242,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Pl
         max_upload_bytes=args.max_upload_bytes,
         latencies=latencies,
         failures=failures,
+        leak_bytes_per_request=args.leak_bytes_per_request,
+        surge_latency=surge,
         seed=args.seed,
         access_log=args.access_log,
     )

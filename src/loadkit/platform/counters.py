@@ -17,23 +17,27 @@ class RequestCounters:
         self.total = 0
         self._requests: dict[str, int] = {}
         self._responses: dict[str, int] = {}
+        self._response_bytes: dict[str, int] = {}
 
     def count_request(self, key: str) -> None:
         self.total += 1
         self._requests[key] = self._requests.get(key, 0) + 1
 
-    def count_response(self, key: str, status: int) -> None:
+    def count_response(self, key: str, status: int, body_bytes: int = 0) -> None:
         response_key = f"{key} {status}"
         self._responses[response_key] = self._responses.get(response_key, 0) + 1
+        self._response_bytes[key] = self._response_bytes.get(key, 0) + body_bytes
 
     def reset(self) -> None:
         self.total = 0
         self._requests.clear()
         self._responses.clear()
+        self._response_bytes.clear()
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "total": self.total,
             "requests": dict(self._requests),
             "responses": dict(self._responses),
+            "response_bytes": dict(self._response_bytes),
         }

@@ -180,6 +180,13 @@ class ImportManager:
     def get(self, job_id: str) -> ImportJob | None:
         return self._jobs.get(job_id)
 
+    def status_counts(self) -> dict[str, int]:
+        """Jobs by status, every status present (the ``/metrics`` gauge)."""
+        counts = dict.fromkeys((QUEUED, PROCESSING, COMPLETED, FAILED), 0)
+        for job in self._jobs.values():
+            counts[job.status] = counts.get(job.status, 0) + 1
+        return counts
+
     def stop(self) -> None:
         self._workers.kill(block=True, timeout=2)
 

@@ -46,12 +46,21 @@ class _QuietHandler(WSGIHandler):
 
 
 class PlatformServer(WSGIServer):
-    """``WSGIServer`` that sets ``TCP_NODELAY`` on every accepted connection."""
+    """``WSGIServer`` that sets ``TCP_NODELAY`` on every accepted connection and counts the
+    connections open (``handle`` runs for a connection's whole keep-alive life)."""
 
     def handle(self, sock: socket.socket, address: Any) -> None:
         with contextlib.suppress(OSError):  # the peer may be gone already: the handler notices
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().handle(sock, address)
+        wear = getattr(self.application, "wear", None)
+        if wear is None:
+            super().handle(sock, address)
+            return
+        wear.connection_opened()
+        try:
+            super().handle(sock, address)
+        finally:
+            wear.connection_closed()
 
 
 def build_server(app: PlatformApp, config: PlatformConfig) -> PlatformServer:

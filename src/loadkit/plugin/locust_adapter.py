@@ -13,6 +13,7 @@ import argparse
 import weakref
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from gevent.lock import RLock
 from locust import argument_parser
@@ -309,3 +310,40 @@ def cancel_web_run_time(web_ui: Any) -> None:
     _cancel_run_time_timer`` (Locust's own ``/stop`` calls it the same way).
     """
     web_ui._cancel_run_time_timer()
+
+
+# -- bytes sent -----------------------------------------------------------------------------------
+
+
+def request_bytes_sent(response: Any) -> int:
+    """Bytes a request put on the wire (request line, headers, body), from the ``response``
+    Locust's ``request`` event carries; 0 when nothing says (no response, a failed connection).
+
+    Locust's event reports bytes received (``response_length``) but not bytes sent. For
+    ``FastHttpUser`` the request head is ``response._sent_request`` (geventhttpclient keeps the
+    exact text it sent, latin-1: one byte a character) and the body is ``response.request.payload``;
+    for ``HttpUser`` (requests) the head is rebuilt from the prepared request. A few attribute
+    reads per request (bench/bytes_sent_cost.py measures them).
+    """
+    head = getattr(response, "_sent_request", None)
+    if head is not None:
+        request = getattr(response, "request", None)
+        return len(head) + _body_bytes(getattr(request, "payload", None))
+    prepared = getattr(response, "request", None)
+    headers = getattr(prepared, "headers", None)
+    if headers is None or not hasattr(prepared, "path_url"):
+        return 0
+    line = len(prepared.method or "") + len(prepared.path_url) + len(" HTTP/1.1\r\n") + 1
+    host = len("Host: \r\n") + len(urlsplit(prepared.url or "").netloc)
+    fields = sum(len(k) + len(v) + 4 for k, v in headers.items())
+    return line + host + fields + 2 + _body_bytes(prepared.body)
+
+
+def _body_bytes(body: Any) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, str):
+        return len(body) if body.isascii() else len(body.encode("utf-8"))
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return len(body)
+    return 0  # a file or an iterator: its length is unknown here

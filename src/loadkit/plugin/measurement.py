@@ -101,19 +101,28 @@ class Measurement:
         collector = self.collector
         monotonic = time.monotonic
 
+        bytes_sent = locust_adapter.request_bytes_sent
+
         def on_request(
             request_type: str,
             name: str,
             response_time: float | None,
             response_length: int = 0,
             exception: BaseException | None = None,
+            response: Any = None,
             **_kwargs: Any,
         ) -> None:
             if not self.active:
                 return
             now = monotonic()
             collector.record(
-                request_type, name, response_time, exception is not None, now, response_length
+                request_type,
+                name,
+                response_time,
+                exception is not None,
+                now,
+                response_length,
+                bytes_sent(response) if response is not None else 0,
             )
             if exception is None:
                 self.last_answer_mono_s = now

@@ -163,9 +163,11 @@ class RunControl:
             return
         if not self.lifecycle.ended:  # a stop that skipped test_stopping (a test's direct call)
             self.lifecycle.stopped(self.elapsed_s(), by=self._stop_by)
+        from loadkit.plugin.platform_metrics import finish_platform_sampling
         from loadkit.plugin.queue import finish_queue_sampling
 
         finish_queue_sampling(self.environment)
+        finish_platform_sampling(self.environment)
         complete = self.measurement.finish(FINAL_REPORT_TIMEOUT_S)
         if not complete:
             self.notes.append("a worker's last measurements never arrived: judged without them")
@@ -301,17 +303,21 @@ class RunControl:
         assert self.lifecycle is not None and self.ctx.run is not None
         from loadkit.plugin.arrival import arrival_counters
         from loadkit.plugin.outputs import output_problems
+        from loadkit.plugin.purposes import purpose_measures
         from loadkit.plugin.queue import queue_inputs
 
-        notes = [*self.notes, *self.measurement.problems, *output_problems(self.environment)]
-        queue = queue_inputs(self.environment)
+        env = self.environment
+        purpose = purpose_measures(env, self.elapsed_s(), self.lifecycle.stopped_at_s)
+        notes = [*self.notes, *self.measurement.problems, *output_problems(env), *purpose.notes]
+        queue = queue_inputs(env)
         return judge(
             self.ctx.run,
             self.measurement.collector,
             self.lifecycle,
             self.elapsed_s(),
-            gauges=queue.gauges,
-            counters={**arrival_counters(self.environment), **queue.counters},
+            gauges={**queue.gauges, **purpose.gauges},
+            counters={**arrival_counters(env), **queue.counters, **purpose.counters},
+            figures=purpose.figures,
             notes=tuple(notes),
             measure_from_s=self.measure_from_s,
             explanations=queue.explanations,
@@ -320,15 +326,17 @@ class RunControl:
 
     def _watch_aborts(self, watch: AbortWatch) -> None:
         from loadkit.plugin.arrival import arrival_counters
+        from loadkit.plugin.purposes import purpose_measures
         from loadkit.plugin.queue import queue_inputs
 
         while True:
             gevent.sleep(ABORT_CHECK_INTERVAL_S)
             queue = queue_inputs(self.environment, report=False)
+            purpose = purpose_measures(self.environment, self.elapsed_s(), None)
             reason = watch.observe(
                 self.elapsed_s(),
                 self.measurement.collector.snapshot(),
-                gauges=queue.gauges,
+                gauges={**queue.gauges, **purpose.gauges},
                 counters={**arrival_counters(self.environment), **queue.counters},
                 explanations=queue.explanations,
             )

@@ -27,6 +27,7 @@ from locust.runners import WorkerRunner
 
 from loadkit import registry
 from loadkit.core.plan import PLAN_ENV, PlanError, RunPlan
+from loadkit.endpoints import PLATFORM_METRICS
 from loadkit.observe.queue_sources import QueueSourceError
 from loadkit.plugin import arrival, locust_adapter
 from loadkit.plugin.context import KitContext, attach_context, context_of, settings_of
@@ -34,6 +35,8 @@ from loadkit.plugin.host_guard import install_host_guard, refuse_if_off_list
 from loadkit.plugin.invalid_input import exit_invalid
 from loadkit.plugin.measurement import measurement_of
 from loadkit.plugin.outputs import add_output_arguments, install_outputs
+from loadkit.plugin.platform_metrics import install_platform_metrics
+from loadkit.plugin.purposes import install_timeline
 from loadkit.plugin.queue import install_queue_sampler
 from loadkit.plugin.records import install_records
 from loadkit.plugin.redaction import add_secrets, install_redaction
@@ -100,6 +103,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         install_queue_sampler(environment, ctx)
     except QueueSourceError as exc:
         exit_invalid(str(exc))
+    install_platform_metrics(environment, ctx)
+    install_timeline(environment, ctx)
     install_worker_watch(environment, control.on_worker_lost)
     install_web(environment, control, ctx.settings, _scenario(ctx))
 
@@ -147,6 +152,8 @@ def _aim(environment: Environment, ctx: KitContext) -> None:
 
     platform, key = ctx.cleanup.enter_context(embedded_platform(settings))
     ctx.settings = settings.with_api_key(key)
+    if settings.metrics_url is None:  # the reference platform serves its own metrics
+        ctx.settings = ctx.settings.model_copy(update={"metrics_url": PLATFORM_METRICS})
     add_secrets(environment, [key])
     environment.host = platform.url
     logger.info("loadkit: no API_URL given; embedded reference platform at %s", platform.url)

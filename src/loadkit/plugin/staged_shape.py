@@ -19,6 +19,7 @@ from locust import LoadTestShape
 from locust.argument_parser import LocustArgumentParser
 
 from loadkit import registry
+from loadkit.core.durations import DurationError, parse_duration
 from loadkit.core.plan import hosting_stages
 from loadkit.core.profiles import (
     BOUNDARY_EPSILON_S,
@@ -44,6 +45,8 @@ class ProfileOptions:
     time_scale: float = 1.0
     user_scale: float = 1.0
     stage_specs: tuple[str, ...] = ()
+    recovery_s: float | None = None
+    """``--recovery``: the profile's recovery hold in seconds (None: the profile's own)."""
 
 
 def _scale_factor(value: Any, name: str) -> float:
@@ -72,10 +75,16 @@ def read_profile_options(parsed_options: Any) -> ProfileOptions:
         raw_specs = [stage]
     else:
         raw_specs = [str(item) for item in stage]
+    recovery = getattr(parsed_options, "recovery", None)
+    try:
+        recovery_s = parse_duration(recovery) if recovery not in (None, "") else None
+    except DurationError as exc:
+        raise ProfileError(f"recovery: {exc}") from None
     return ProfileOptions(
         time_scale=_scale_factor(getattr(parsed_options, "time_scale", None), "time_scale"),
         user_scale=_scale_factor(getattr(parsed_options, "user_scale", None), "user_scale"),
         stage_specs=tuple(split_stage_specs(raw_specs)),
+        recovery_s=recovery_s,
     )
 
 
@@ -135,6 +144,14 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
         help="Multiply every stage's target user count (a non-zero target stays >= 1). "
         "[env var: LOADKIT_USER_SCALE]",
         **extras("LOADKIT_USER_SCALE"),
+    )
+    parser.add_argument(
+        "--recovery",
+        default=None,
+        metavar="DURATION",
+        help="spike: seconds held at the pre-spike load after the surge, where recovery is "
+        "judged (default 30s; 0s: the guide's stages only). [env var: LOADKIT_RECOVERY]",
+        **extras("LOADKIT_RECOVERY"),
     )
     parser.add_argument(
         "--stage",
@@ -216,7 +233,7 @@ class StagedShape(LoadTestShape):
             else:
                 options = read_profile_options(parsed)
                 stages = effective_stages(
-                    self.base_stages(),
+                    self.base_stages(options.recovery_s),
                     options.stage_specs,
                     time_scale=options.time_scale,
                     user_scale=options.user_scale,
@@ -246,11 +263,14 @@ class StagedShape(LoadTestShape):
         return stages
 
     @classmethod
-    def base_stages(cls) -> tuple[Stage, ...]:
-        """The class's own stages, else its registry profile's."""
+    def base_stages(cls, recovery_s: float | None = None) -> tuple[Stage, ...]:
+        """The class's own stages, else its registry profile's (with ``recovery_s``'s hold)."""
         if cls.stages or cls.profile is None:
             return cls.stages
-        return registry.get_profile(cls.profile).stages
+        try:
+            return registry.get_profile(cls.profile).played_stages(recovery_s)
+        except ValueError as exc:
+            raise ProfileError(str(exc)) from None
 
     def run_profile_name(self, options: ProfileOptions) -> str:
         """The profile this run is judged as: the registry name, or ``custom`` when ``--stage``

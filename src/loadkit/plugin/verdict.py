@@ -17,7 +17,7 @@ from loadkit.core.lifecycle import Lifecycle, RunState
 from loadkit.core.plan import RunPlan
 from loadkit.core.profiles import main_steady_window
 from loadkit.core.queue_report import QueueReport
-from loadkit.core.verdict import Verdict, evaluate
+from loadkit.core.verdict import TimelineFigures, Verdict, evaluate
 from loadkit.measure.collector import Collector
 from loadkit.plugin.invalid_input import exit_invalid
 from loadkit.plugin.locust_adapter import has_option
@@ -120,6 +120,7 @@ def judge(
     *,
     gauges: dict[str, Any],
     counters: dict[str, float],
+    figures: TimelineFigures | None = None,
     notes: tuple[str, ...] = (),
     measure_from_s: float = 0.0,
     explanations: Mapping[str, str] | None = None,
@@ -138,6 +139,7 @@ def judge(
         window_description=description,
         gauges=gauges,
         counters=counters,
+        figures=figures,
         state=RunState.RUNNING if live else lifecycle.state,
         state_reason="" if live else lifecycle.reason,
         notes=notes,

@@ -15,6 +15,10 @@ measurement                 tags                            fields
                                                             ``p95``, ``p99``, ``max`` (kit timings)
 ``vus``                     --                              ``value``: running users
 ``generator_rss_bytes``     ``process``, ``role``           ``value``: resident memory (bytes)
+``data_received``           ``name``, ``method``            ``value``: response bytes received
+                                                            that second (k6's name)
+``data_sent``               ``name``, ``method``            ``value``: request bytes sent that
+                                                            second (k6's name)
 ==========================  ==============================  ======================================
 
 Data that reached the master after its second was written (``"late"`` records) carries the tag
@@ -130,6 +134,13 @@ def _request_lines(record: Mapping[str, Any], timestamp_ms: int) -> list[str]:
         if failures:
             counts = {"value": failures}
             lines.append(format_line("http_reqs", {**tags, "failed": "true"}, counts, timestamp_ms))
+        for measurement, source in (
+            ("data_received", "bytes_received"),
+            ("data_sent", "bytes_sent"),
+        ):
+            amount = int(record.get(source) or 0)
+            if amount:
+                lines.append(format_line(measurement, tags, {"value": amount}, timestamp_ms))
     if latencies:
         lines.append(format_line("http_req_duration", tags, latencies, timestamp_ms))
     return lines

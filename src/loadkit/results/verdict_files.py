@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from loadkit.core.baselines import Reference, format_number
+from loadkit.core.baselines import AGGREGATED_KEY, Reference, format_number
 from loadkit.core.reference import requests_section
 from loadkit.core.verdict import (
     FAILED,
@@ -26,6 +26,7 @@ from loadkit.core.verdict import (
     REGRESSION_TABLE,
     SKIPPED,
     CriterionResult,
+    Transfer,
     Verdict,
 )
 from loadkit.results.queue_section import queue_to_dict, render_queue
@@ -43,6 +44,8 @@ def _measured_text(result: CriterionResult) -> str:
         return "skipped"
     if result.measured is None:
         return "no data"
+    if not math.isfinite(result.measured):
+        return "never" if result.criterion.metric == "recovery" else str(result.measured)
     return result.criterion.format(result.measured)
 
 
@@ -80,6 +83,8 @@ def render_console(verdict: Verdict) -> str:
             threshold = f"{c.op} {c.format(c.threshold)}".ljust(_THRESHOLD_WIDTH)
             explained = r.status in (SKIPPED, NO_DATA) or r.table == REGRESSION_TABLE
             notes = [r.reason] if explained else []
+            if r.detail and r.status in (PASSED, FAILED):
+                notes.append(r.detail)
             if c.abort_on_fail:
                 notes.append("aborts the run when it fails")
             line = f"    {_MARKS[r.status]} {name} {measured} {threshold}"
@@ -96,6 +101,11 @@ def render_console(verdict: Verdict) -> str:
     )
     if verdict.queue is not None:
         lines.extend(render_queue(verdict.queue))
+    if verdict.transfer:
+        lines.append("")
+        for data in verdict.transfer:
+            name = "data" if data.name == AGGREGATED_KEY else f"  {data.name}"
+            lines.append(f"  {name}: {_transfer_text(data)}")
     if verdict.references:
         lines.append("")
         lines.append("  reference figures (shown, not judged):")
@@ -106,6 +116,24 @@ def render_console(verdict: Verdict) -> str:
     lines.append("")
     lines.append(verdict.summary)
     return "\n".join(lines) + "\n"
+
+
+def format_bytes(amount: float) -> str:
+    """``12.3 MB``: decimal units, as k6 prints data_received."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(amount) >= size:
+            return f"{amount / size:.1f} {unit}"
+    return f"{amount:.0f} B"
+
+
+def _transfer_text(data: Transfer) -> str:
+    def rate(per_s: float | None) -> str:
+        return "" if per_s is None else f" ({format_bytes(per_s)}/s)"
+
+    return (
+        f"received {format_bytes(data.bytes_received)}{rate(data.received_per_s)}, "
+        f"sent {format_bytes(data.bytes_sent)}{rate(data.sent_per_s)}"
+    )
 
 
 def _state_text(verdict: Verdict) -> str:
@@ -129,6 +157,10 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
                 "request": c.request,
                 "gauge": c.gauge,
                 "counter": c.counter,
+                "platform": c.platform,
+                "labels": dict(c.labels) if c.labels is not None else None,
+                "during": c.during,
+                "tolerance": c.tolerance_fraction if c.metric == "recovery" else None,
                 "metric": c.metric,
                 "op": c.op,
                 "threshold": c.threshold,
@@ -165,6 +197,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
             "rps": _finite(t.rps),
             "p95_ms": _finite(t.p95_ms),
         },
+        "data": _transfer_dict(verdict.transfer),
         "references": [ref.model_dump(mode="json") for ref in verdict.references],
         "queue": queue_to_dict(verdict.queue),
         "state": "running" if verdict.live else verdict.state.value,
@@ -226,6 +259,24 @@ def _reference_keys(verdict: Verdict) -> dict[str, Any] | None:
             "run_dir": run.run_dir,
         }
     return {"searched": lookup.searched, "run": found}
+
+
+def _transfer_dict(transfer: tuple[Transfer, ...]) -> dict[str, Any]:
+    """``{"total": {...}, "requests": {"GET /health": {...}}}``: bytes and bytes per second."""
+
+    def entry(data: Transfer) -> dict[str, Any]:
+        return {
+            "bytes_received": data.bytes_received,
+            "bytes_sent": data.bytes_sent,
+            "received_per_s": _finite(data.received_per_s),
+            "sent_per_s": _finite(data.sent_per_s),
+        }
+
+    total = next((data for data in transfer if data.name == AGGREGATED_KEY), None)
+    return {
+        "total": None if total is None else entry(total),
+        "requests": {d.name: entry(d) for d in transfer if d.name != AGGREGATED_KEY},
+    }
 
 
 def write_verdict_json(verdict: Verdict, path: str | os.PathLike[str]) -> Path:

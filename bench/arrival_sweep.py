@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import re
 import secrets
@@ -56,6 +57,11 @@ class SweepRun:
     exit_code: int
 
     @property
+    def cpu_us_per_iteration(self) -> float:
+        """Generator CPU per delivered iteration in the steady window."""
+        return self.cpu_share / self.delivered_per_s * 1e6 if self.delivered_per_s else math.nan
+
+    @property
     def never_sent(self) -> int:
         return self.started - self.sent
 
@@ -74,10 +80,22 @@ def run_rate(rate: float, args: argparse.Namespace, target, work: Path, key: str
     offset = target.log_offset()
     results = Path(tempfile.mkdtemp(prefix=f"rate-{rate:g}-", dir=work))
     command = [
-        sys.executable, "-m", "loadkit.cli", "run", "scheduling", "--rate", f"{rate:g}",
-        "--no-baseline", "-t", f"{args.duration_s:g}s", "--api-url", target.url,
-        "--results", str(results), *args.extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "loadkit.cli",
+        "run",
+        "scheduling",
+        "--rate",
+        f"{rate:g}",
+        "--no-baseline",
+        "-t",
+        f"{args.duration_s:g}s",
+        "--api-url",
+        target.url,
+        "--results",
+        str(results),
+        *args.extra,
+    ]
     log = results / "console.log"
     run = run_tree(
         pinned(command, GENERATOR_CPU if args.pin else None),
@@ -121,9 +139,9 @@ def print_table(runs: dict[float, list[SweepRun]], args: argparse.Namespace) -> 
     )
     print(
         "| target | delivered (nginx) | vs target | started | dropped | never sent "
-        "| INTENDED P50 / P95 | generator CPU | peak RSS MB | wall s | exit |"
+        "| INTENDED P50 / P95 | generator CPU | CPU µs/iteration | peak RSS MB | wall s | exit |"
     )
-    print("|---" * 11 + "|")
+    print("|---" * 12 + "|")
     for rate, sweep in runs.items():
 
         def med(attr: str, sweep: list[SweepRun] = sweep) -> float:
@@ -136,6 +154,7 @@ def print_table(runs: dict[float, list[SweepRun]], args: argparse.Namespace) -> 
             f"| {med('delivered_per_s') / rate - 1:+.1%} | {med('started'):,.0f} "
             f"| {med('dropped'):,.0f} | {med('never_sent'):,.0f} "
             f"| {med('p50_ms'):g} / {med('p95_ms'):g} ms | {med('cpu_share'):.0%} "
+            f"| {med('cpu_us_per_iteration'):.0f} "
             f"| {med('peak_rss_mb'):,.0f} | {med('wall_s'):.1f} "
             f"| {','.join(sorted({str(r.exit_code) for r in sweep}))} |"
         )

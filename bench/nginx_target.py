@@ -47,7 +47,7 @@ pid {work}/nginx.pid;
 error_log {work}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format counting '$msec $request_method $uri $status';
+    log_format counting '$msec $request_method $uri $status $connection';
     access_log {work}/access.log counting buffer=256k flush=1s;
     client_body_temp_path {work}/body;
     client_body_buffer_size 64k;
@@ -86,6 +86,7 @@ class LogLine:
     method: str
     path: str
     status: int
+    connection: int  # nginx's connection serial number: new numbers are new connections
 
 
 class NginxTarget:
@@ -115,9 +116,17 @@ class NginxTarget:
             handle.seek(offset)
             for raw in handle:
                 parts = raw.split()
-                if len(parts) == 4:
-                    at_s, method, path, status = parts
-                    out.append(LogLine(float(at_s), method.decode(), path.decode(), int(status)))
+                if len(parts) == 5:
+                    at_s, method, path, status, connection = parts
+                    out.append(
+                        LogLine(
+                            float(at_s),
+                            method.decode(),
+                            path.decode(),
+                            int(status),
+                            int(connection),
+                        )
+                    )
         return out
 
     def cpu_s(self) -> float:

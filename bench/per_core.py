@@ -63,6 +63,26 @@ class BareHealthUser(FastHttpUser):
         self.client.get("/health")
 '''
 
+BARE_POST_LOCUSTFILE = '''"""Bare Locust POST: FastHttpUser, a fixed JSON body, no check."""
+from locust import FastHttpUser, constant, task
+
+PAYLOAD = {
+    "phone_number": "+14155550100",
+    "scheduled_at": "2030-01-01T00:00:00.000+00:00",
+    "campaign_id": "lk-bench-c0",
+    "metadata": {"source": "loadkit", "request_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+                 "language": "en-US"},
+}
+
+
+class BarePostUser(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def schedule(self):
+        self.client.post("/api/calls", json=PAYLOAD)
+'''
+
 LEAN_LOCUSTFILE = '''"""The lean client on bare Locust: one task, no wait, no body check."""
 from locust import constant, task
 
@@ -90,24 +110,52 @@ def _python() -> str:
     return sys.executable
 
 
-def _locust(locustfile: str) -> Callable[[str, int, float, Path, str], list[str]]:
+LOCUSTFILES = {"bare": BARE_LOCUSTFILE, "bare_post": BARE_POST_LOCUSTFILE, "lean": LEAN_LOCUSTFILE}
+
+
+def _locust(locustfile: str, *extra: str) -> Callable[[str, int, float, Path, str], list[str]]:
     def command(url: str, users: int, duration_s: float, work: Path, key: str) -> list[str]:
-        path = work / f"{locustfile}.py"
-        if not path.exists():
-            path.write_text(BARE_LOCUSTFILE if locustfile == "bare" else LEAN_LOCUSTFILE)
+        path = REPO / locustfile
+        if locustfile in LOCUSTFILES:
+            path = work / f"{locustfile}.py"
+            path.write_text(LOCUSTFILES[locustfile])
         return [
-            _python(), "-m", "locust", "-f", str(path), "--headless",
-            "-u", str(users), "-r", str(users), "-t", f"{duration_s:g}s", "--host", url,
-        ]  # fmt: skip
+            _python(),
+            "-m",
+            "locust",
+            "-f",
+            str(path),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{duration_s:g}s",
+            "--host",
+            url,
+            *extra,
+        ]
 
     return command
 
 
 def _kit(url: str, users: int, duration_s: float, work: Path, key: str) -> list[str]:
     return [
-        _python(), "-m", "loadkit.cli", "run", "health", "-u", str(users),
-        "-t", f"{duration_s:g}s", "--api-url", url, "--results", str(work / "results"),
-    ]  # fmt: skip
+        _python(),
+        "-m",
+        "loadkit.cli",
+        "run",
+        "health",
+        "-u",
+        str(users),
+        "-t",
+        f"{duration_s:g}s",
+        "--api-url",
+        url,
+        "--results",
+        str(work / "results"),
+    ]
 
 
 def _wrk(url: str, connections: int, duration_s: float, work: Path, key: str) -> list[str]:
@@ -121,6 +169,12 @@ GENERATORS = {
         Generator("bare", "bare Locust FastHttpUser", _locust("bare")),
         Generator("kit", "loadkit run health", _kit),
         Generator("lean", "Locust + loadkit LeanHttpUser", _locust("lean")),
+        Generator("bare-post", "bare Locust FastHttpUser, POST /api/calls", _locust("bare_post")),
+        Generator(
+            "kit-post",
+            "kit's closed-loop scheduling (checked POST)",
+            _locust("tests/locustfiles/closed_scheduling.py", "--no-baseline"),
+        ),
     )
 }
 

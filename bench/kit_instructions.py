@@ -14,6 +14,16 @@ Variants (each adds one layer to the previous, except the arrival pair):
 * ``user``   -- + ``PlatformUser`` (API key header, timeouts; the kit's user class);
 * ``plugin`` -- + the kit's whole plugin initialised as ``locust -f`` does (recorder, per-second
   collector writing to a results folder, arrival tracker, verdict hook, queue sampler);
+* ``lean``   -- like ``bare``, on the lean client (``loadkit.leanclient.LeanHttpUser``);
+* ``lean-plugin`` -- like ``plugin`` (key header, timeouts, check, the kit's plugin), on the
+  lean client;
+* ``catch``  -- bare + ``catch_response`` and ``response.success()`` only (what Locust's
+  response context manager costs, without the body check);
+* ``plugin-no-recorder``, ``plugin-no-collector``, ``plugin-no-intended``, ``plugin-no-total``,
+  ``plugin-no-queue`` -- ``plugin`` without one piece: the recorder's, the per-second
+  collector's or the arrival tracker's request listener, the stats wrapper that keeps the kit's
+  rows out of Locust's total, or the queue sampler;
+* ``open-post-no-intended`` -- ``open-post`` without the second (INTENDED) request event;
 * ``closed-post`` -- the kit's scheduling request (payload, checked ``POST /api/calls``) in
   closed-loop users, plugin on;
 * ``open-post``   -- the same request as arrival-rate iterations (``ArrivalRateUser``), plugin on.
@@ -35,9 +45,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("bare", "check", "user", "plugin", "closed-post", "open-post", "open-post-no-intended")
+VARIANTS = ("bare", "catch", "check", "user", "plugin", "lean", "lean-plugin")
+#: The plugin with one piece taken out (``plugin-no-<piece>``): what that piece costs.
+PLUGIN_PIECES = {
+    "recorder": "_Listener.__init__.<locals>.on_request",  # loadkit.recorder
+    "collector": "Collector.__init__.<locals>.on_request",  # loadkit.outputs.collector
+    "intended": "ArrivalTracker.on_request",  # loadkit.arrival (the INTENDED rows)
+}
 WARMUP_REQUESTS = 300
 
 
@@ -47,17 +64,32 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
 
     monkey.patch_all()
     import gevent
-    from kit_overhead import BareUser, CheckUser, _kit_user, bare_environment, kit_environment
+    from kit_overhead import (
+        BareUser,
+        CatchUser,
+        CheckUser,
+        _kit_user,
+        _lean_user,
+        bare_environment,
+        kit_environment,
+    )
     from locust import constant, task
 
     if variant == "bare":
         environment = bare_environment(BareUser, url)
+    elif variant == "catch":
+        environment = bare_environment(CatchUser, url)
     elif variant == "check":
         environment = bare_environment(CheckUser, url)
     elif variant == "user":
         environment = bare_environment(_kit_user(), url)
-    elif variant == "plugin":
+    elif variant == "lean":
+        environment = bare_environment(_lean_user(kit=False), url)
+    elif variant == "lean-plugin":
+        environment = kit_environment(_lean_user(kit=True), url, results_dir)
+    elif variant.startswith("plugin"):
         environment = kit_environment(_kit_user(), url, results_dir)
+        remove_piece(environment, variant.removeprefix("plugin").removeprefix("-no-"))
     else:
         from loadkit.arrival import ArrivalRateUser
         from loadkit.checks import expect_json
@@ -80,15 +112,8 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
                 {"rate_per_s": rate_per_s, "tasks": [task(schedule_call)]},
             )
         environment = kit_environment(user_class, url, results_dir)
-        if variant == "open-post-no-intended":  # what the second (INTENDED) request event costs
-            from loadkit.arrival import tracker_of
-
-            environment.events.request.remove_listener(tracker_of(environment).on_request)
-    row = (
-        ("/health", "GET")
-        if variant in ("bare", "check", "user", "plugin")
-        else ("/api/calls", "POST")
-    )
+        remove_piece(environment, variant.removeprefix("open-post").removeprefix("-no-"))
+    row = ("/api/calls", "POST") if "post" in variant else ("/health", "GET")
 
     def done_requests() -> int:
         return environment.stats.get(*row).num_requests
@@ -113,6 +138,35 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
     counted = done_requests() - start
     print(f"COUNTED {counted} RATE {counted / elapsed_s:.1f}", flush=True)
     os._exit(0)
+
+
+def remove_piece(environment: Any, piece: str) -> None:
+    """Take one of the kit's per-request pieces out of a running plugin (see ``PLUGIN_PIECES``)."""
+    if not piece:
+        return
+    if piece == "total":  # Locust's own log_request/log_error again
+        for name in ("log_request", "log_error"):
+            vars(environment.stats).pop(name, None)
+        return
+    if piece == "queue":
+        from loadkit.queue_hook import queue_sampler_of
+
+        sampler = queue_sampler_of(environment)
+        if sampler is not None:
+            environment.events.test_start.remove_listener(
+                next(
+                    h
+                    for h in environment.events.test_start._handlers
+                    if "install_queue_sampler" in h.__qualname__
+                )
+            )
+        return
+    handlers = environment.events.request._handlers
+    wanted = PLUGIN_PIECES[piece]
+    matching = [h for h in handlers if getattr(h, "__qualname__", "") == wanted]
+    if len(matching) != 1:
+        raise RuntimeError(f"no single request listener {wanted!r} among {handlers}")
+    environment.events.request.remove_listener(matching[0])
 
 
 def instructions_of(dump_dir: Path) -> int:

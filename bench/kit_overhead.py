@@ -53,6 +53,16 @@ class BareUser(FastHttpUser):
         self.client.get("/health")
 
 
+class CatchUser(FastHttpUser):
+    abstract = True
+    wait_time = constant(0)
+
+    @task
+    def health(self) -> None:
+        with self.client.get("/health", catch_response=True) as response:
+            response.success()
+
+
 class CheckUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
@@ -79,6 +89,46 @@ def _kit_user() -> type:
                 expect_json(response, 200, equals={"status": "ok"})
 
     return KitHealthUser
+
+
+def _lean_user(kit: bool) -> type:
+    """GET /health on the lean client: bare (no check), or the kit's health user on it."""
+    from loadkit.checks import expect_json
+    from loadkit.leanclient import LeanHttpUser
+
+    if not kit:
+
+        class LeanBareUser(LeanHttpUser):
+            abstract = True
+            wait_time = constant(0)
+
+            @task
+            def health(self) -> None:
+                self.client.get("/health")
+
+        return LeanBareUser
+    from loadkit import locust_plugin
+
+    class LeanKitUser(LeanHttpUser):
+        """``PlatformUser``'s settings and the health scenario's check, on the lean client."""
+
+        abstract = True
+        wait_time = constant(0)
+
+        def __init__(self, environment: Environment) -> None:
+            settings = locust_plugin.settings_of(environment)
+            self.network_timeout = settings.request_timeout_s
+            self.connection_timeout = settings.connect_timeout_s
+            self.insecure = not settings.verify_tls
+            self.default_headers = settings.auth_headers()
+            super().__init__(environment)
+
+        @task
+        def health(self) -> None:
+            with self.client.get("/health", catch_response=True) as response:
+                expect_json(response, 200, equals={"status": "ok"})
+
+    return LeanKitUser
 
 
 def bare_environment(user_class: type, host: str) -> Environment:

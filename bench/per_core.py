@@ -98,12 +98,52 @@ class LeanHealthUser(LeanHttpUser):
 '''
 
 
+KIT_LEAN_HEALTH = '''"""The kit's health scenario on the lean client (PlatformUser's settings)."""
+from locust import constant, task
+
+from loadkit import endpoints, locust_plugin
+from loadkit.checks import expect_json
+from loadkit.leanclient import LeanHttpUser
+
+
+class LeanPlatformUser(LeanHttpUser):
+    abstract = True
+
+    def __init__(self, environment):
+        settings = locust_plugin.settings_of(environment)
+        self.network_timeout = settings.request_timeout_s
+        self.connection_timeout = settings.connect_timeout_s
+        self.insecure = not settings.verify_tls
+        self.default_headers = settings.auth_headers()
+        super().__init__(environment)
+
+
+class HealthUser(LeanPlatformUser):
+    wait_time = constant(0)
+
+    @task
+    def health(self):
+        with self.client.get(endpoints.HEALTH, catch_response=True) as response:
+            expect_json(response, 200, equals={"status": "ok"})
+'''
+
+
+def _kit_lean_env(work: Path) -> dict[str, str]:
+    """``loadkit run health`` reads its locustfile from here: the health scenario, lean."""
+    folder = work / "lean_locustfiles"
+    folder.mkdir(exist_ok=True)
+    (folder / "health.py").write_text(KIT_LEAN_HEALTH)
+    return {"LOADKIT_LOCUSTFILES_DIR": str(folder)}
+
+
 @dataclass(frozen=True)
 class Generator:
     name: str
     label: str
     #: (url, connections, duration_s, work folder, api key) -> command line
     command: Callable[[str, int, float, Path, str], list[str]]
+    #: Extra environment variables (given the work folder).
+    env: Callable[[Path], dict[str, str]] | None = None
 
 
 def _python() -> str:
@@ -168,7 +208,8 @@ GENERATORS = {
         Generator("wrk", "wrk (1 thread)", _wrk),
         Generator("bare", "bare Locust FastHttpUser", _locust("bare")),
         Generator("kit", "loadkit run health", _kit),
-        Generator("lean", "Locust + loadkit LeanHttpUser", _locust("lean")),
+        Generator("lean", "bare Locust on loadkit's LeanHttpUser", _locust("lean")),
+        Generator("kit-lean", "loadkit run health on LeanHttpUser", _kit, _kit_lean_env),
         Generator("bare-post", "bare Locust FastHttpUser, POST /api/calls", _locust("bare_post")),
         Generator(
             "kit-post",
@@ -238,9 +279,12 @@ def run_one(
     server_before_s = target.cpu_s()
     command = generator.command(target.url, args.connections, args.duration_s, work, key)
     log = work / f"{generator.name}-{time.time():.0f}.log"
+    env = generator_env(key)
+    if generator.env is not None:
+        env.update(generator.env(work))
     run = run_tree(
         pinned(command, GENERATOR_CPU if args.pin else None),
-        env=generator_env(key),
+        env=env,
         cwd=str(work),
         stdout_path=str(log),
         timeout_s=args.duration_s + 120,

@@ -286,9 +286,11 @@ MIN_SLEEP_S: Final = 0.002
 MAX_START_DELAY_S: Final = 0.1
 #: An iteration is also dropped when one admitted earlier has waited this long without
 #: beginning: handed-over iterations begin on the event loop's next turn, so one still waiting
-#: after a few ticks means the loop has more ready work than it can run (gevent runs up to 50
-#: callbacks before it looks at the clock). Keeps the queue of admitted iterations short.
-MAX_QUEUED_S: Final = 0.02
+#: after many ticks means the loop has more ready work than it can run (gevent runs up to 50
+#: callbacks before it looks at the clock). Keeps the queue of admitted iterations short. 20 ms
+#: also dropped ~3% at 3,500/s with the CPU at ~80%: on a shared machine the process loses its
+#: core for tens of ms now and then, which is not saturation.
+MAX_QUEUED_S: Final = 0.05
 
 
 class _Iteration(gevent.Greenlet):

@@ -1,7 +1,7 @@
 """The arrival-rate executor's own cost per iteration, in-process, without HTTP (not a test).
 
-Runs ``loadkit.arrival``'s executor in a local Locust runner for ``--duration-s`` at each rate,
-with a task that only fires a request event (what an HTTP client does once per request) and,
+Runs ``loadkit.plugin.arrival``'s executor in a local Locust runner for ``--duration-s`` at each
+rate, with a task that only fires a request event (what an HTTP client does once per request) and,
 with ``--work-us``, burns that much CPU (a stand-in for the client's work, to saturate the core).
 Prints CPU µs per started iteration (``time.process_time``), iterations started / dropped /
 run, how late they started, and the process's peak RSS growth. Pin it (``taskset -c 0``).
@@ -26,7 +26,7 @@ import gevent  # noqa: E402
 from locust import User, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from loadkit.arrival import ArrivalRateUser, install, tracker_of  # noqa: E402
+from loadkit.plugin.arrival import ArrivalRateUser, install, tracker_of  # noqa: E402
 
 WORK_S = 0.0
 RAN = [0]

@@ -10,7 +10,7 @@ process runs ~50x slower under valgrind, so every variant is CPU-bound (the capa
 Variants (each adds one layer to the previous, except the arrival pair):
 
 * ``bare``   -- FastHttpUser ``GET /health``, no check, Locust's stats only;
-* ``check``  -- + ``catch_response`` and ``loadkit.checks.expect_json``;
+* ``check``  -- + ``catch_response`` and ``loadkit.workload.checks.expect_json``;
 * ``user``   -- + ``PlatformUser`` (API key header, timeouts; the kit's user class);
 * ``plugin`` -- + the kit's whole plugin initialised as ``locust -f`` does (recorder, per-second
   collector writing to a results folder, arrival tracker, verdict hook, queue sampler);
@@ -19,10 +19,8 @@ Variants (each adds one layer to the previous, except the arrival pair):
   lean client;
 * ``catch``  -- bare + ``catch_response`` and ``response.success()`` only (what Locust's
   response context manager costs, without the body check);
-* ``plugin-no-recorder``, ``plugin-no-collector``, ``plugin-no-intended``, ``plugin-no-total``,
-  ``plugin-no-queue`` -- ``plugin`` without one piece: the recorder's, the per-second
-  collector's or the arrival tracker's request listener, the stats wrapper that keeps the kit's
-  rows out of Locust's total, or the queue sampler;
+* ``plugin-no-collector``, ``plugin-no-intended``, ``plugin-no-queue`` -- ``plugin`` without
+  one piece: the collector's or the arrival tracker's request listener, or the queue sampler;
 * ``open-post-no-intended`` -- ``open-post`` without the second (INTENDED) request event;
 * ``closed-post`` -- the kit's scheduling request (payload, checked ``POST /api/calls``) in
   closed-loop users, plugin on;
@@ -51,9 +49,8 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = ("bare", "catch", "check", "user", "plugin", "lean", "lean-plugin")
 #: The plugin with one piece taken out (``plugin-no-<piece>``): what that piece costs.
 PLUGIN_PIECES = {
-    "recorder": "_Listener.__init__.<locals>.on_request",  # loadkit.recorder
-    "collector": "Collector.__init__.<locals>.on_request",  # loadkit.outputs.collector
-    "intended": "ArrivalTracker.on_request",  # loadkit.arrival (the INTENDED rows)
+    "collector": "Measurement._subscribe.<locals>.on_request",  # loadkit.plugin.measurement
+    "intended": "ArrivalTracker.on_request",  # loadkit.plugin.arrival (the INTENDED rows)
 }
 WARMUP_REQUESTS = 300
 
@@ -91,9 +88,9 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
         environment = kit_environment(_kit_user(), url, results_dir)
         remove_piece(environment, variant.removeprefix("plugin").removeprefix("-no-"))
     else:
-        from loadkit.arrival import ArrivalRateUser
-        from loadkit.checks import expect_json
-        from loadkit.user import PlatformUser
+        from loadkit.plugin.arrival import ArrivalRateUser
+        from loadkit.plugin.user import PlatformUser
+        from loadkit.workload.checks import expect_json
 
         def schedule_call(user: PlatformUser) -> None:
             with user.client.post(
@@ -144,22 +141,10 @@ def remove_piece(environment: Any, piece: str) -> None:
     """Take one of the kit's per-request pieces out of a running plugin (see ``PLUGIN_PIECES``)."""
     if not piece:
         return
-    if piece == "total":  # Locust's own log_request/log_error again
-        for name in ("log_request", "log_error"):
-            vars(environment.stats).pop(name, None)
-        return
-    if piece == "queue":
-        from loadkit.queue_hook import queue_sampler_of
-
-        sampler = queue_sampler_of(environment)
-        if sampler is not None:
-            environment.events.test_start.remove_listener(
-                next(
-                    h
-                    for h in environment.events.test_start._handlers
-                    if "install_queue_sampler" in h.__qualname__
-                )
-            )
+    if piece == "queue":  # its start-of-test listener: no sampling, no request to the target
+        starts = environment.events.test_start._handlers
+        (on_start,) = [h for h in starts if "install_queue_sampler" in h.__qualname__]
+        environment.events.test_start.remove_listener(on_start)
         return
     handlers = environment.events.request._handlers
     wanted = PLUGIN_PIECES[piece]

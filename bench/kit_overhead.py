@@ -69,15 +69,15 @@ class CheckUser(FastHttpUser):
 
     @task
     def health(self) -> None:
-        from loadkit.checks import expect_json
+        from loadkit.workload.checks import expect_json
 
         with self.client.get("/health", catch_response=True) as response:
             expect_json(response, 200, equals={"status": "ok"})
 
 
 def _kit_user() -> type:
-    from loadkit.checks import expect_json
-    from loadkit.user import PlatformUser
+    from loadkit.plugin.user import PlatformUser
+    from loadkit.workload.checks import expect_json
 
     class KitHealthUser(PlatformUser):
         abstract = True
@@ -93,8 +93,8 @@ def _kit_user() -> type:
 
 def _lean_user(kit: bool) -> type:
     """GET /health on the lean client: bare (no check), or the kit's health user on it."""
-    from loadkit.checks import expect_json
     from loadkit.leanclient import LeanHttpUser
+    from loadkit.workload.checks import expect_json
 
     if not kit:
 
@@ -107,7 +107,7 @@ def _lean_user(kit: bool) -> type:
                 self.client.get("/health")
 
         return LeanBareUser
-    from loadkit import locust_plugin
+    from loadkit.plugin import setup as locust_plugin
 
     class LeanKitUser(LeanHttpUser):
         """``PlatformUser``'s settings and the health scenario's check, on the lean client."""
@@ -143,7 +143,7 @@ def kit_environment(user_class: type, host: str, results_dir: str) -> Environmen
     """The environment ``locust -f`` builds, with the kit's plugin initialised on it."""
     from locust.argument_parser import parse_options
 
-    import loadkit.locust_plugin  # noqa: F401  (registers its listeners on locust.events)
+    import loadkit.plugin.setup  # noqa: F401  (registers its listeners on locust.events)
 
     options = parse_options(
         ["-f", "x.py", "--headless", "--host", host, "--no-baseline", "--results-dir", results_dir]

@@ -7,12 +7,11 @@ with the kit's plugin initialised (no users, no load, so nothing time-based runs
 the counters around each loop:
 
 * ``locust``      -- Locust's own stats listener only (what bare Locust pays);
-* ``+total``      -- + the wrapper keeping the kit's rows out of Locust's total (stats_total);
-* ``+recorder``   -- + ``loadkit.recorder``'s listener;
-* ``+collector``  -- + ``loadkit.outputs.collector``'s listener (the per-second series);
-* ``+arrival``    -- + ``loadkit.arrival``'s tracker (outside an iteration: one check);
-* ``+intended``   -- the same, fired inside an arrival iteration's greenlet: the tracker fires
-  the second, ``INTENDED``, event through every listener again.
+* ``+collector``  -- + the kit's collector (``loadkit.plugin.measurement``: counts, histogram,
+  per-second series);
+* ``+arrival``    -- + ``loadkit.plugin.arrival``'s tracker (outside an iteration: one check);
+* ``+intended``   -- the same, fired inside an arrival iteration's greenlet: the tracker records
+  the ``INTENDED`` row (the kit's collector and Locust's stats, outside Locust's total).
 
 Run: ``.venv/bin/python bench/listener_instructions.py`` (a minute or two)
 """
@@ -28,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("locust", "+total", "+recorder", "+collector", "+arrival", "+intended")
+STEPS = ("locust", "+collector", "+arrival", "+intended")
 
 
 def child(events: int, results_dir: str) -> None:
@@ -38,10 +37,10 @@ def child(events: int, results_dir: str) -> None:
     import gevent
     from kit_overhead import _kit_user, kit_environment
 
-    from loadkit import arrival
+    from loadkit.plugin import arrival
 
     environment = kit_environment(_kit_user(), "http://127.0.0.1:9", results_dir)
-    environment.events.test_start.fire(environment=environment)  # recorder/collector: a run
+    environment.events.test_start.fire(environment=environment)  # the collector: a run
     request = environment.events.request
     handlers = list(request._handlers)
 
@@ -50,11 +49,8 @@ def child(events: int, results_dir: str) -> None:
         return handler
 
     locust_stats = named("Runner.__init__.<locals>.on_request")
-    recorder = named("_Listener.__init__.<locals>.on_request")
-    collector = named("Collector.__init__.<locals>.on_request")
+    collector = named("Measurement._subscribe.<locals>.on_request")
     tracker = named("ArrivalTracker.on_request")
-    stats = environment.stats
-    wrapped = {name: vars(stats)[name] for name in ("log_request", "log_error")}
     fire = request.fire
 
     def fire_many() -> None:
@@ -88,16 +84,10 @@ def child(events: int, results_dir: str) -> None:
         print(f"STEP {step}", flush=True)
 
     request._handlers = [locust_stats]
-    for name in wrapped:
-        vars(stats).pop(name)
     measure("locust")
-    vars(stats).update(wrapped)
-    measure("+total")
-    request._handlers = [locust_stats, recorder]
-    measure("+recorder")
-    request._handlers = [locust_stats, recorder, collector]
+    request._handlers = [locust_stats, collector]
     measure("+collector")
-    request._handlers = [locust_stats, recorder, collector, tracker]
+    request._handlers = [locust_stats, collector, tracker]
     measure("+arrival")
     measure("+intended", in_iteration=True)
     os._exit(0)

@@ -5,7 +5,7 @@ the server) is what a benchmark measures, and its access log counts what was rea
 not what the generator believes it sent. The log lines carry ``$msec`` (epoch seconds with ms),
 so a run's requests can be counted inside any time window.
 
-The configuration answers what the kit's scenarios check (``loadkit.checks.expect_json``):
+The configuration answers what the kit's scenarios check (``loadkit.workload.checks.expect_json``):
 
 * ``GET /health`` -> 200 ``{"status": "ok", ...}`` (the health scenario and preflight);
 * ``POST /api/calls`` -> 201 ``{"id": ..., "status": "scheduled", ...}`` (the scheduling

@@ -101,9 +101,10 @@ class LeanHealthUser(LeanHttpUser):
 KIT_LEAN_HEALTH = '''"""The kit's health scenario on the lean client (PlatformUser's settings)."""
 from locust import constant, task
 
-from loadkit import endpoints, locust_plugin
-from loadkit.checks import expect_json
+from loadkit import endpoints
 from loadkit.leanclient import LeanHttpUser
+from loadkit.plugin import setup as locust_plugin
+from loadkit.workload.checks import expect_json
 
 
 class LeanPlatformUser(LeanHttpUser):

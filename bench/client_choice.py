@@ -8,7 +8,8 @@ checked ``GET /health`` (X-API-Key header, connect/read timeouts, status and JSO
 * ``kit``      -- the kit's ``locustfiles/health.py``: FastHttpUser plus the kit's plugin
   (settings, recorder, response checks, verdict), run the way ``loadkit run`` runs it;
 * ``fasthttp`` -- a plain ``FastHttpUser`` file without the kit;
-* ``http``     -- a plain ``HttpUser`` (requests) file without the kit.
+* ``http``     -- a plain ``HttpUser`` (requests) file without the kit;
+* ``lean``     -- the same check on the kit's experimental lean client (``loadkit.leanclient``).
 
 Each run is one Locust process (headless, fixed users, no wait time) for a bounded time. CPU comes
 from ``/proc/<pid>/stat`` and requests from the platform's own counters, both sampled over a
@@ -68,6 +69,30 @@ from locust import FastHttpUser, constant, task
 
 
 class PlainFastHealthUser(FastHttpUser):
+    wait_time = constant(0)
+    network_timeout = {REQUEST_TIMEOUT_S}
+    connection_timeout = {CONNECT_TIMEOUT_S}
+
+    def __init__(self, environment):
+        self.default_headers = {{"X-API-Key": os.environ["API_KEY"]}}
+        super().__init__(environment)
+
+    @task
+    def health(self):
+        with self.client.get("{HEALTH}", catch_response=True) as response:
+            check(response)
+{_CHECK}'''
+
+PLAIN_LEAN = f'''"""Plain LeanHttpUser (loadkit.leanclient): the kit's health check, lean."""
+import json
+import os
+
+from locust import constant, task
+
+from loadkit.leanclient import LeanHttpUser
+
+
+class PlainLeanHealthUser(LeanHttpUser):
     wait_time = constant(0)
     network_timeout = {REQUEST_TIMEOUT_S}
     connection_timeout = {CONNECT_TIMEOUT_S}
@@ -244,10 +269,12 @@ def median_result(results: list[Result]) -> Result:
 def variants(work: Path) -> list[Variant]:
     (work / "plain_fasthttp.py").write_text(PLAIN_FASTHTTP)
     (work / "plain_http.py").write_text(PLAIN_HTTP)
+    (work / "plain_lean.py").write_text(PLAIN_LEAN)
     return [
         Variant("kit", "kit health.py (FastHttpUser)", REPO / "locustfiles" / "health.py"),
         Variant("fasthttp", "plain FastHttpUser", work / "plain_fasthttp.py"),
         Variant("http", "plain HttpUser", work / "plain_http.py"),
+        Variant("lean", "plain LeanHttpUser", work / "plain_lean.py"),
     ]
 
 
@@ -287,6 +314,11 @@ def print_table(
     print(
         f"The kit adds {kit - fast:+.0f} µs per request over a plain FastHttpUser "
         f"({(kit - fast) / fast:+.0%})."
+    )
+    lean = medians["lean"].generator_us_per_request
+    print(
+        f"The lean client spends {lean / fast:.2f}x FastHttpUser's generator CPU per request "
+        f"({lean:.0f} vs {fast:.0f} µs)."
     )
 
 

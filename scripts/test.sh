@@ -12,6 +12,8 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v influxd >/dev/null || missing+=(influxdb)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# openssl makes the self-signed certificate of the lean client's TLS test.
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

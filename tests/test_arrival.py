@@ -188,6 +188,30 @@ def test_admission_caps_in_flight_and_counts_drops() -> None:
     assert admission.in_flight == 0
 
 
+def test_admission_counts_every_due_iteration_once() -> None:
+    """Admitted iterations count as started when they begin; those the generator reached too
+    late, and those admitted but cut off before they began, count as dropped."""
+    admission = Admission(3)
+    assert [admission.admit() for _ in range(4)] == [True, True, True, False]  # 4th: cap
+    admission.begin()
+    admission.begin()  # the third never begins: the test stops first
+    admission.drop_late()
+    assert (admission.started, admission.pending, admission.in_flight) == (2, 1, 3)
+    admission.finish()
+    admission.abandon_in_flight()
+    assert (admission.started, admission.dropped, admission.dropped_late) == (2, 3, 1)
+    assert admission.abandoned == 1
+    assert admission.started + admission.dropped == 5  # every due iteration, once
+    assert (admission.pending, admission.in_flight) == (0, 0)
+
+
+def test_schedule_counts_what_it_issued() -> None:
+    schedule = ArrivalSchedule(RateProfile.constant(10))
+    schedule.due(0.95)
+    schedule.due(1.95)
+    assert schedule.issued == 20
+
+
 def test_cap_against_a_slow_platform_drops_the_excess() -> None:
     """50/s of 0.5 s iterations with 5 in flight, simulated: 10/s start, 40/s are dropped."""
     schedule, admission = ArrivalSchedule(RateProfile.constant(50)), Admission(5)
@@ -303,13 +327,13 @@ class SleepyUser(ArrivalRateUser, User):
         )
 
 
-def _environment(**options: Any) -> Environment:
+def _environment(user_class: type[User] = SleepyUser, **options: Any) -> Environment:
     parsed = argparse.Namespace(
         rate=None, rate_stage=None, max_in_flight=None, time_scale=1.0, headless=True,
         run_time=None,
     )  # fmt: skip
     vars(parsed).update(options)
-    environment = Environment(user_classes=[SleepyUser], parsed_options=parsed)
+    environment = Environment(user_classes=[user_class], parsed_options=parsed)
     environment.create_local_runner()
     install(environment)
     return environment
@@ -333,6 +357,44 @@ def test_executor_runs_at_the_rate_caps_and_records_intended_rows() -> None:
     assert sent.num_requests == intended.num_requests > 0
     assert intended.total_response_time >= sent.total_response_time
     assert "in-flight cap 3" in summary_line(environment)
+
+
+BURN_S = 0.002
+
+
+class BusyUser(ArrivalRateUser, User):
+    """An iteration costs 2 ms of CPU: one process can run at most ~500 of them a second."""
+
+    host = "http://127.0.0.1:9"  # never contacted
+    rate_per_s = 2000
+    ran = 0
+
+    @task
+    def burn(self) -> None:
+        BusyUser.ran += 1
+        end_s = time.perf_counter() + BURN_S
+        while time.perf_counter() < end_s:
+            pass
+
+
+def test_a_saturated_generator_drops_what_it_cannot_start_and_loses_nothing() -> None:
+    # 2000/s asked of a process that can run ~500/s: it runs what it can and counts the rest as
+    # dropped -- never "started" iterations that never run, never a queue that grows.
+    BusyUser.ran = 0
+    environment = _environment(BusyUser)
+    runner = environment.runner
+    runner.start(1, spawn_rate=100)
+    gevent.sleep(1.0)
+    runner.quit()
+    executor = tracker_of(environment).executors[BusyUser]
+    admission = executor.admission
+    assert admission.started == BusyUser.ran > 0  # started means it ran
+    assert admission.started + admission.dropped == executor.schedule.issued  # nothing lost
+    assert admission.dropped_late > admission.started  # the generator, not the cap, was the limit
+    # Dropped because the generator was behind, or cut off by the stop; none at the cap (20000).
+    assert admission.dropped == admission.dropped_late + admission.abandoned
+    # Bounded: a handful of iteration greenlets, not one per due iteration (~2000 in 1 s).
+    assert len(executor.iterations) < 100
 
 
 def test_another_user_takes_over_when_the_driver_stops() -> None:

@@ -82,3 +82,29 @@ def test_multipart_form_round_trips_through_the_stdlib_parser() -> None:
     assert parts["campaign_id"].get_content() == "c1"
     assert parts["file"].get_filename() == "contacts.csv"
     assert parts["file"].get_payload(decode=True) == b"phone_number\n+14155550123\n"
+
+
+def test_schedule_call_matches_the_standard_library_formatting() -> None:
+    """The payload's hand-formatted parts equal what ``uuid`` and ``datetime`` would give."""
+    import random
+    import uuid
+    from datetime import timedelta
+
+    f = factory(worker=7, user=321)
+    twin = random.Random(f.namespace.label)  # the same seed: the same draws, in order
+    for sequence in range(1, 501):
+        before = datetime.now(UTC)
+        body = f.schedule_call(delay_s=(0.0, 30.0))
+        delay_s = twin.uniform(0.0, 30.0)
+        campaign = twin.randrange(f.campaigns_per_user)
+        request_id = str(uuid.UUID(int=twin.getrandbits(128), version=4))
+        language = twin.choice(("en-US", "en-GB", "es-ES", "de-DE"))
+        assert body["phone_number"] == f"+107{321:05d}{sequence:07d}"
+        assert body["campaign_id"] == f"lk-abc123-w7-u321-c{campaign}"
+        assert body["metadata"] == {
+            "source": "loadkit", "request_id": request_id, "language": language,
+        }  # fmt: skip
+        due = datetime.fromisoformat(body["scheduled_at"])
+        assert body["scheduled_at"] == due.isoformat(timespec="milliseconds")
+        expected = before + timedelta(seconds=delay_s)
+        assert abs((due - expected).total_seconds()) < 0.05

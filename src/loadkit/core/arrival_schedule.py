@@ -339,6 +339,8 @@ class ArrivalSchedule:
         self.share = share or Share()
         self._next_iteration = self.share.index
         self._next_start_s = profile.start_time_s(self._next_iteration)
+        #: How many start times ``due`` has returned: every one must end up started or dropped.
+        self.issued = 0
 
     @property
     def next_start_s(self) -> float | None:
@@ -359,6 +361,7 @@ class ArrivalSchedule:
         while self._next_start_s is not None and self._next_start_s <= now_s:
             out.append(self._next_start_s)
             self._advance()
+        self.issued += len(out)
         return out
 
     def skip_until(self, now_s: float) -> int:
@@ -376,29 +379,67 @@ class Admission:
 
     k6 semantics: an iteration that is due while ``max_in_flight`` iterations are running is
     dropped (counted in ``dropped``), not queued -- queueing would make the load closed again.
+
+    Two steps for an executor whose iterations begin a moment after they are admitted (on the
+    event loop's next turn): ``admit`` reserves a seat, ``begin`` counts the iteration as
+    started. Every due iteration ends up counted exactly once, in ``started`` or ``dropped``:
+    ``drop_late`` counts one the generator reached too late to start, and ``abandon_in_flight``
+    counts the admitted ones that never began (the test stopped first) as dropped.
+    ``try_start`` is both steps at once.
     """
 
     def __init__(self, max_in_flight: int) -> None:
         if max_in_flight < 1:
             raise ArrivalError(f"max in flight must be >= 1, got {max_in_flight}")
         self.max_in_flight = max_in_flight
+        #: Admitted and not finished: waiting to begin, or running.
         self.in_flight = 0
+        #: Admitted, not begun yet.
+        self.pending = 0
         self.started = 0
+        #: Every due iteration that was not started, for whatever reason.
         self.dropped = 0
+        #: The part of ``dropped`` that was due too long ago when the generator got to it: the
+        #: load generator, not the in-flight cap (nor the platform), was the limit.
+        self.dropped_late = 0
+        #: The part of ``dropped`` that was admitted but cut off by the end of the test before
+        #: it began.
+        self.abandoned = 0
 
-    def try_start(self) -> bool:
-        """Admit one due iteration (True) or drop it (False, counted)."""
+    def admit(self) -> bool:
+        """Reserve a seat for one due iteration (True), or drop it at the cap (False, counted)."""
         if self.in_flight >= self.max_in_flight:
             self.dropped += 1
             return False
         self.in_flight += 1
-        self.started += 1
+        self.pending += 1
         return True
 
+    def begin(self) -> None:
+        """An admitted iteration began running."""
+        self.pending = max(0, self.pending - 1)
+        self.started += 1
+
+    def try_start(self) -> bool:
+        """Admit one due iteration and count it as started at once (True), or drop it (False)."""
+        if not self.admit():
+            return False
+        self.begin()
+        return True
+
+    def drop_late(self) -> None:
+        """Drop one due iteration the generator reached too late to start it (counted)."""
+        self.dropped += 1
+        self.dropped_late += 1
+
     def finish(self) -> None:
-        """One admitted iteration ended (normally, with an error, or killed)."""
+        """One begun iteration ended (normally, with an error, or killed)."""
         self.in_flight = max(0, self.in_flight - 1)
 
     def abandon_in_flight(self) -> None:
-        """All running iterations were killed at once (the test stopped)."""
+        """All iterations were killed at once (the test stopped); those admitted that never
+        began are counted as dropped."""
+        self.dropped += self.pending
+        self.abandoned += self.pending
+        self.pending = 0
         self.in_flight = 0

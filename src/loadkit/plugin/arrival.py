@@ -10,14 +10,18 @@ like k6's ``constant-arrival-rate`` / ``ramping-arrival-rate``. The arithmetic l
   PlatformUser)``); its ``@task`` methods are what one iteration runs (weighted, as usual).
 * One executor per user class per load-generator process. The first user instance of that class
   in the process drives it: a loop that, at each intended start time of the process's share of
-  the rate, spawns an iteration greenlet running one task on that user's client (whose connection
-  pool is sized to the in-flight cap, so the pool never queues a request). Further instances of
+  the rate (looking at the clock every 2 ms at most), hands the iteration to a parked, reusable
+  iteration greenlet that runs one task on that user's client (whose connection pool is sized to
+  the in-flight cap, so the pool never queues a request). Further instances of
   the class wait and take over if the driver is stopped: Locust's user count does not set the
   load, the rate does (run at least one user per worker).
 * The rate is split across workers: the master puts its worker count into ``parsed_options`` at
   ``test_start`` (Locust copies custom options into every spawn message, before a worker's
   ``test_start``), and worker ``i`` of ``n`` starts every ``n``-th iteration of the cluster.
-* Iterations beyond ``--max-in-flight`` are dropped and counted; workers ship the counts with
+* Iterations beyond ``--max-in-flight`` are dropped and counted, and so are iterations the
+  generator itself is too far behind to start on time (its CPU is saturated): past its capacity
+  the delivered rate stays at that capacity instead of queueing without bound. An iteration
+  counts as started when it begins running. Workers ship the counts with
   their stats reports, so the master (or local runner) knows the cluster's ``dropped_iterations``
   (``arrival_counters``) and prints them at the end of the run.
 * Each request made inside an iteration is recorded twice: as usual (timed from its send), and as
@@ -35,6 +39,7 @@ import logging
 import random
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -42,6 +47,7 @@ from typing import Any, ClassVar, Final
 import configargparse
 import gevent
 from gevent.event import Event
+from gevent.hub import Waiter
 from gevent.pool import Group
 from locust import FastHttpUser, TaskSet, User
 from locust.argument_parser import LocustArgumentParser
@@ -267,16 +273,64 @@ class ArrivalRateUser(User):
         self.on_stop()
 
 
-class _Iteration(gevent.Greenlet):
-    """An iteration's greenlet; carries how late it started, for the intended-start rows."""
+#: The driver never sleeps less than this between looks at the clock: iterations that fall due
+#: within it start together. A 1 ms ``gevent.sleep`` costs ~50 µs of CPU on the development
+#: machine (timer, epoll, switch); waking once per iteration (every 0.3 ms at 3,500/s) cost more
+#: than batching them. The tick delays a start by at most 2 ms, which the INTENDED rows show.
+MIN_SLEEP_S: Final = 0.002
+#: An iteration the driver reaches more than this after its intended start is dropped (and
+#: counted in ``Admission.dropped_late``) instead of started: the generator itself is behind
+#: (its CPU is saturated), and starting everything late would queue without bound -- memory
+#: grows, latency reads the generator's own queue, and delivered load collapses. Dropping keeps
+#: the delivered rate at what the generator can do (a plateau), like k6 running out of VUs.
+MAX_START_DELAY_S: Final = 0.1
+#: An iteration is also dropped when one admitted earlier has waited this long without
+#: beginning: handed-over iterations begin on the event loop's next turn, so one still waiting
+#: after many ticks means the loop has more ready work than it can run (gevent runs up to 50
+#: callbacks before it looks at the clock). Keeps the queue of admitted iterations short. 20 ms
+#: also dropped ~3% at 3,500/s with the CPU at ~80%: on a shared machine the process loses its
+#: core for tens of ms now and then, which is not saturation.
+MAX_QUEUED_S: Final = 0.05
 
-    def __init__(self, run: Callable[..., Any], *args: Any) -> None:
-        super().__init__(run, *args)
+
+class _Iteration(gevent.Greenlet):
+    """A reusable iteration greenlet (k6's VU): runs one iteration at a time, handed to it by the
+    driver, and parks between iterations.
+
+    Reused rather than spawned per iteration: creating, starting and reaping a greenlet cost
+    about 20 µs, handing an iteration to a parked one about 2 µs. ``start_delay_ms`` is how late
+    the current iteration started (read by the ``INTENDED`` rows).
+    """
+
+    def __init__(self, executor: _Executor, user: ArrivalRateUser, intended_s: float) -> None:
+        super().__init__(self._serve, user, intended_s)
+        self.executor = executor
         self.start_delay_ms = 0.0
+        self._waiter: Waiter[tuple[ArrivalRateUser, float]] | None = None
+
+    def hand_over(self, user: ArrivalRateUser, intended_s: float) -> None:
+        """Give this parked greenlet its next iteration (it starts on the loop's next turn)."""
+        waiter, self._waiter = self._waiter, None
+        assert waiter is not None, "handed an iteration to a busy greenlet"
+        waiter.hub.loop.run_callback(waiter.switch, (user, intended_s))
+
+    def _serve(self, user: ArrivalRateUser, intended_s: float) -> None:
+        executor = self.executor
+        while True:
+            executor.run_iteration(self, user, intended_s)
+            waiter: Waiter[tuple[ArrivalRateUser, float]] = Waiter()
+            self._waiter = waiter
+            executor.idle.append(self)
+            user, intended_s = waiter.get()
 
 
 class _Executor:
-    """One user class's arrival-rate executor in one process (see the module docstring)."""
+    """One user class's arrival-rate executor in one process (see the module docstring).
+
+    Accounting (``Admission``): every due iteration is either started (its task began running)
+    or dropped -- at the in-flight cap, because the generator was too far behind
+    (``MAX_START_DELAY_S``), or because the test ended before it could begin.
+    """
 
     def __init__(
         self,
@@ -291,8 +345,21 @@ class _Executor:
         self.schedule = ArrivalSchedule(plan.profile, share)
         self.admission = Admission(share.portion(plan.max_in_flight))
         self.clock = clock
+        #: The schedule's zero: reset when the first driver begins (the first user of the class
+        #: is built a while before its greenlet runs, and iterations due in between would
+        #: otherwise all be late at once).
         self.started_at = clock()
+        self.driven = False
+        #: Set when the last host left and the iterations were killed: an iteration handed over
+        #: just before (its greenlet not yet resumed) was already counted as dropped.
+        self.stopped = False
+        #: Every iteration greenlet, busy or parked (killed together when the test stops).
         self.iterations = Group()
+        #: Parked iteration greenlets, ready for the next due iteration (last parked first).
+        self.idle: list[_Iteration] = []
+        #: Intended start times of the admitted iterations that have not begun yet, oldest
+        #: first (they begin in the order they were handed over).
+        self.waiting: deque[float] = deque()
         self.driver: ArrivalRateUser | None = None
         self.hosts = 0
         self.seat_free = Event()
@@ -315,6 +382,10 @@ class _Executor:
                 self.seat_free.wait()
                 locust_adapter.mark_running(user)
             self.driver = user
+            self.stopped = False
+            if not self.driven:
+                self.driven = True
+                self.started_at = self.clock()
             try:
                 self._drive(user)
             finally:
@@ -323,26 +394,45 @@ class _Executor:
         finally:
             self.hosts -= 1
             if self.hosts == 0:
-                self.iterations.kill(block=False)
-                self.admission.abandon_in_flight()
+                self._stop_iterations()
                 self.vacant = True
 
     def _drive(self, user: ArrivalRateUser) -> None:
-        schedule, admission = self.schedule, self.admission
+        schedule, admission, waiting = self.schedule, self.admission, self.waiting
         while not locust_adapter.is_stopping(user):
-            for intended_s in schedule.due(self.elapsed_s()):
-                if admission.try_start():
-                    self.iterations.start(_Iteration(self._iterate, user, intended_s))
+            now_s = self.elapsed_s()
+            for intended_s in schedule.due(now_s):
+                # Behind: this iteration is already too late, or one admitted earlier has not
+                # even begun (the loop has more ready work than it can run).
+                if now_s - intended_s > MAX_START_DELAY_S or (
+                    waiting and now_s - waiting[0] > MAX_QUEUED_S
+                ):
+                    admission.drop_late()
+                elif admission.admit():
+                    waiting.append(intended_s)
+                    self._dispatch(user, intended_s)
             next_s = schedule.next_start_s
             pause_s = MAX_SLEEP_S if next_s is None else min(MAX_SLEEP_S, next_s - self.elapsed_s())
-            gevent.sleep(max(0.0, pause_s))
+            gevent.sleep(max(MIN_SLEEP_S, pause_s))
         if self.hosts == 1:  # graceful stop of the last host: let the iterations finish
-            self.iterations.join()
+            while admission.in_flight:
+                gevent.sleep(0.01)
 
-    def _iterate(self, user: ArrivalRateUser, intended_s: float) -> None:
-        current = gevent.getcurrent()
-        if isinstance(current, _Iteration):
-            current.start_delay_ms = max(0.0, (self.elapsed_s() - intended_s) * 1000)
+    def _dispatch(self, user: ArrivalRateUser, intended_s: float) -> None:
+        """Start an admitted iteration on a parked greenlet, or on a new one if none is."""
+        if self.idle:
+            self.idle.pop().hand_over(user, intended_s)
+        else:
+            self.iterations.start(_Iteration(self, user, intended_s))
+
+    def run_iteration(self, current: _Iteration, user: ArrivalRateUser, intended_s: float) -> None:
+        """One iteration, in ``current``: one of the user's tasks (weighted), errors reported."""
+        if self.stopped:
+            return  # handed over before the stop: counted as dropped by _stop_iterations
+        self.admission.begin()
+        if self.waiting:
+            self.waiting.popleft()
+        current.start_delay_ms = max(0.0, (self.elapsed_s() - intended_s) * 1000)
         try:
             random.choice(user.tasks)(user)
         except Exception as exc:
@@ -352,6 +442,14 @@ class _Executor:
             logger.error("%s\n%s", exc, traceback.format_exc())
         finally:
             self.admission.finish()
+
+    def _stop_iterations(self) -> None:
+        """Kill every iteration greenlet; admitted iterations that never began count as dropped."""
+        self.stopped = True
+        self.idle.clear()
+        self.waiting.clear()
+        self.iterations.kill(block=False)
+        self.admission.abandon_in_flight()
 
 
 # -- per-environment bookkeeping and Locust events ------------------------------------------------

@@ -82,7 +82,7 @@ def expect_json(
         response.failure(_status_reason(response, allowed))
         return None
     try:
-        body = json.loads(response.text or "")
+        body = json.loads(_json_source(response))
     except ValueError:
         response.failure(f"HTTP {response.status_code}: body is not JSON: {_excerpt(response)}")
         return None
@@ -103,6 +103,20 @@ def expect_json(
             return None
     response.success()
     return body
+
+
+def _json_source(response: CheckedResponse) -> bytes | str:
+    """The body as bytes when the response has them (``content``), else its text.
+
+    ``json.loads`` reads UTF-8 bytes itself (JSON is UTF-8, RFC 8259); going through ``text``
+    first made the clients look up the charset in the headers on every response, which cost
+    about as much as parsing the JSON (callgrind: ``expect_json`` 37k instructions, 38% of them
+    in the ``text`` property).
+    """
+    content = getattr(response, "content", None)
+    if isinstance(content, bytes | bytearray):
+        return content
+    return response.text or ""
 
 
 def _status_reason(response: CheckedResponse, allowed: tuple[int, ...]) -> str | NoResponseError:

@@ -19,8 +19,9 @@ Variants (each adds one layer to the previous, except the arrival pair):
   lean client;
 * ``catch``  -- bare + ``catch_response`` and ``response.success()`` only (what Locust's
   response context manager costs, without the body check);
-* ``plugin-no-collector``, ``plugin-no-intended``, ``plugin-no-queue`` -- ``plugin`` without
-  one piece: the collector's or the arrival tracker's request listener, or the queue sampler;
+* ``plugin-no-collector``, ``plugin-no-queue`` -- ``plugin`` without one piece: the collector's
+  request listener, or the queue sampler (the arrival tracker listens only where an arrival-rate
+  user exists: see ``open-post-no-intended``);
 * ``open-post-no-intended`` -- ``open-post`` without the second (INTENDED) request event;
 * ``closed-post`` -- the kit's scheduling request (payload, checked ``POST /api/calls``) in
   closed-loop users, plugin on;

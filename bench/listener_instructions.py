@@ -50,7 +50,8 @@ def child(events: int, results_dir: str) -> None:
 
     locust_stats = named("Runner.__init__.<locals>.on_request")
     collector = named("Measurement._subscribe.<locals>.on_request")
-    tracker = named("ArrivalTracker.on_request")
+    # Subscribed only when the locustfile has an arrival-rate user (this one has none).
+    tracker = arrival.tracker_of(environment).on_request
     fire = request.fire
 
     def fire_many() -> None:

@@ -346,11 +346,15 @@ def test_executor_runs_at_the_rate_caps_and_records_intended_rows() -> None:
     runner.start(3, spawn_rate=100)  # three users, one executor: the rate is not tripled
     gevent.sleep(1.0)
     runner.quit()
-    started, dropped = tracker_of(environment).local_counts()
+    started, dropped, late = tracker_of(environment).local_counts()
     assert started + dropped == pytest.approx(21, abs=2)
     assert 3 <= started <= 3 + 3 * (1.0 - ITERATION_S) / ITERATION_S + 1
     assert dropped >= 5
-    assert arrival_counters(environment) == {"dropped_iterations": float(dropped)}
+    assert late <= dropped
+    assert arrival_counters(environment) == {
+        "dropped_iterations": float(dropped),
+        "dropped_late_iterations": float(late),
+    }
     stats = environment.stats
     sent = stats.get("/sleep", "GET")
     intended = stats.get("GET /sleep", INTENDED_REQUEST_TYPE)

@@ -368,9 +368,9 @@ def test_line_numbers_survive_comments_and_blank_lines() -> None:
 def test_module_names_are_in_one_place() -> None:
     assert set(baselines.GAUGES) == {
         "queue_depth", "queue_overdue", "queue_waiting", "queue_active", "queue_delayed",
-        "generator_rss_bytes",
+        "generator_rss_bytes", "generator_cpu_percent",
     }  # fmt: skip
     assert set(baselines.COUNTERS) == {
-        "dropped_iterations", "queue_jobs_completed", "queue_jobs_failed", "queue_stalled_jobs",
-        "held_users",
+        "dropped_iterations", "dropped_late_iterations", "queue_jobs_completed",
+        "queue_jobs_failed", "queue_stalled_jobs", "held_users",
     }  # fmt: skip

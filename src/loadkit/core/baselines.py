@@ -87,6 +87,11 @@ GAUGES: Final[Mapping[str, CustomMetric]] = MappingProxyType(
             "bytes",
             "resident memory of the load generators (summed over workers), sampled each second",
         ),
+        "generator_cpu_percent": CustomMetric(
+            "%",
+            "CPU of the busiest load generator process (local runner or worker) each second; "
+            "above 80% its latencies include its own waiting",
+        ),
     }
 )
 #: Counters reported at the end of the run. A metric other than ``count`` is reported under
@@ -95,7 +100,13 @@ COUNTERS: Final[Mapping[str, CustomMetric]] = MappingProxyType(
     {
         "dropped_iterations": CustomMetric(
             "iterations",
-            "arrival-rate iterations not started because --max-in-flight were already running",
+            "arrival-rate iterations not started: --max-in-flight were already running, or the "
+            "generator reached them too late",
+        ),
+        "dropped_late_iterations": CustomMetric(
+            "iterations",
+            "the part of dropped_iterations the load generator reached too late to start (it "
+            "was the limit, not the platform)",
         ),
         "queue_jobs_completed": CustomMetric(
             "jobs",

@@ -11,7 +11,8 @@ needs P95 and errors per user level. The collector tells this observer of every 
   ``surge``, ``recovery``, ``first``, ``last``), a second counting where its middle falls;
 * into its *user level* (the users running at the end of that second);
 * second by second, P95 per row, inside the ``recovery`` window only (bounded: a hold is short);
-* and the load generators' memory per second (every process but a master), for its growth.
+* and the load generators' memory per second (every process but a master), for its growth,
+  and each generator's CPU per second (``core.saturation``: was the generator the limit?).
 
 Memory is bounded by windows x rows and levels x rows histograms, whatever the run's length.
 Pure: no Locust, no clock; seconds come as epoch seconds and are placed on the run's clock with
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from loadkit.core.histogram import LatencyHistogram
+from loadkit.core.saturation import CpuSeries
 from loadkit.measure.collector import AGGREGATED_NAME, ROLE_MASTER, Key, ProcessSample
 
 RECOVERY: str = "recovery"
@@ -75,6 +77,8 @@ class Timeline:
         """Second (its start, run time) -> row -> that second's P95, in the recovery window."""
         self.generator_rss: dict[float, int] = {}
         """Second (its start, run time) -> resident bytes of every load generator, summed."""
+        self.generator_cpu: dict[str, CpuSeries] = {}
+        """Generator process (``local`` or a worker's id) -> its CPU percent per run second."""
 
     def _t_s(self, second: int) -> float:
         return second - self.start_epoch_s
@@ -113,7 +117,14 @@ class Timeline:
                 tally.seconds += 1
 
     def on_processes(self, second: int, samples: Mapping[str, ProcessSample]) -> None:
-        generators = [s.rss_bytes for s in samples.values() if s.role != ROLE_MASTER]
+        t_s = self._t_s(second)
+        generators = {p: s for p, s in samples.items() if s.role != ROLE_MASTER}
         if generators:
-            t_s = self._t_s(second)
-            self.generator_rss[t_s] = self.generator_rss.get(t_s, 0) + sum(generators)
+            rss = sum(s.rss_bytes for s in generators.values())
+            self.generator_rss[t_s] = self.generator_rss.get(t_s, 0) + rss
+        for process, sample in generators.items():
+            if sample.cpu_percent is not None:
+                series = self.generator_cpu.get(process)
+                if series is None:
+                    series = self.generator_cpu[process] = CpuSeries()
+                series.add(t_s, sample.cpu_percent)

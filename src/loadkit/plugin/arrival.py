@@ -85,6 +85,8 @@ MAX_IN_FLIGHT_ENV: Final = "LOADKIT_MAX_IN_FLIGHT"
 #: Counter names: the verdict knows ``dropped_iterations`` (``baselines.COUNTERS``).
 DROPPED_ITERATIONS: Final = "dropped_iterations"
 STARTED_ITERATIONS: Final = "iterations_started"
+#: The part of ``dropped_iterations`` the generator reached too late to start (it was behind).
+LATE_ITERATIONS: Final = "dropped_late_iterations"
 #: Longest the driver sleeps between looks at the clock and its user's state: bounds how late a
 #: graceful stop is noticed when the next iteration is far away (rate 0, profile over).
 MAX_SLEEP_S: Final = 0.05
@@ -461,7 +463,7 @@ class ArrivalTracker:
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
         self.executors: dict[type[ArrivalRateUser], _Executor] = {}
-        self._synced = (0, 0)
+        self._synced = (0, 0, 0)
 
     # -- executors (local runner and workers) ----------------------------------------------------
 
@@ -504,26 +506,31 @@ class ArrivalTracker:
             return Share()
         return Share.of_worker(locust_adapter.worker_index(runner), max(1, workers))
 
-    def local_counts(self) -> tuple[int, int]:
-        """(started, dropped) by this process's executors in this run."""
+    def local_counts(self) -> tuple[int, int, int]:
+        """(started, dropped, of those dropped: late) by this process's executors in this run."""
         admissions = [e.admission for e in self.executors.values()]
-        return sum(a.started for a in admissions), sum(a.dropped for a in admissions)
+        return (
+            sum(a.started for a in admissions),
+            sum(a.dropped for a in admissions),
+            sum(a.dropped_late for a in admissions),
+        )
 
     def sync_counters(self, collector: Collector) -> None:
         """Add what was started and dropped since the last sync to the run's collector (which
         ships them to the master with the rest of the measurements)."""
         if not self.executors:
             return
-        started, dropped = self.local_counts()
+        started, dropped, late = self.local_counts()
         collector.count(STARTED_ITERATIONS, started - self._synced[0])
         collector.count(DROPPED_ITERATIONS, dropped - self._synced[1])
-        self._synced = (started, dropped)
+        collector.count(LATE_ITERATIONS, late - self._synced[2])
+        self._synced = (started, dropped, late)
 
     # -- events ------------------------------------------------------------------------------------
 
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         self.executors = {}
-        self._synced = (0, 0)
+        self._synced = (0, 0, 0)
 
     def on_request(
         self,
@@ -628,7 +635,11 @@ def summary_line(environment: Environment) -> str:
     what = ", ".join(f"{p.profile.description} (in-flight cap {p.max_in_flight})" for p in plans)
     started = int(counters.get(STARTED_ITERATIONS, 0))
     dropped = int(counters.get(DROPPED_ITERATIONS, 0))
-    return f"loadkit: arrival rate {what or '?'}: {started} iterations started, {dropped} dropped"
+    late = int(counters.get(LATE_ITERATIONS, 0))
+    why = f" ({late} because the generator fell behind)" if late else ""
+    return (
+        f"loadkit: arrival rate {what or '?'}: {started} iterations started, {dropped} dropped{why}"
+    )
 
 
 def tracker_of(environment: Environment) -> ArrivalTracker:
@@ -647,15 +658,19 @@ def arrival_classes(environment: Environment) -> list[type[ArrivalRateUser]]:
 
 
 def arrival_counters(environment: Environment) -> dict[str, float]:
-    """``{"dropped_iterations": n}`` for the verdict's ``counters``, where the cluster's numbers
-    live (local runner, or master once the workers' final measurements are in); ``{}`` when no
+    """``{"dropped_iterations": n, "dropped_late_iterations": m}`` for the verdict, where the
+    cluster's numbers live (local runner, or master once the workers' final measurements are
+    in); ``{}`` when no
     arrival-rate executor ran (the criterion then reads "not reported")."""
     measurement = measurement_of(environment)
     measurement.sync_counters()
     counters = measurement.collector.counters
     if STARTED_ITERATIONS not in counters:
         return {}
-    return {DROPPED_ITERATIONS: float(counters.get(DROPPED_ITERATIONS, 0))}
+    return {
+        DROPPED_ITERATIONS: float(counters.get(DROPPED_ITERATIONS, 0)),
+        LATE_ITERATIONS: float(counters.get(LATE_ITERATIONS, 0)),
+    }
 
 
 def install(environment: Environment) -> ArrivalTracker:
@@ -670,7 +685,8 @@ def install(environment: Environment) -> ArrivalTracker:
     measurement_of(environment).counter_syncs.append(tracker.sync_counters)
     events = environment.events
     events.test_start.add_listener(tracker.on_test_start)
-    events.request.add_listener(tracker.on_request)
+    if arrival_classes(environment):  # ~1 µs a request otherwise spent finding no iteration
+        events.request.add_listener(tracker.on_request)
     events.spawning_complete.add_listener(tracker.on_spawning_complete)
     events.worker_connect.add_listener(tracker.on_worker_connect)
     events.quit.add_listener(tracker.on_quit)

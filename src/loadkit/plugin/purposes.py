@@ -8,7 +8,8 @@ profile-purpose criteria need, computed from the same collector at the same mome
   rate and growth over the run's steady window;
 * counters: ``held_users`` (``core.purposes.held_load`` over the timeline's user levels);
 * figures: the spike phases, recovery and soak drift (``core.purposes.PurposeFigures``);
-* notes: the held load in words, for stress runs.
+* notes: the held load in words, for stress runs; a load generator that was the limit (its CPU
+  above 80% in the measured window, or arrival-rate iterations it reached too late).
 
 The timeline (``measure.timeline``) is attached to the collector on the local runner or master,
 and restarted at each test with the windows of that run's plan.
@@ -23,6 +24,12 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadkit.core.purposes import PurposeFigures, held_load, level_criteria, purpose_windows
+from loadkit.core.saturation import (
+    busiest_per_second,
+    generator_loads,
+    late_drop_note,
+    saturation_note,
+)
 from loadkit.core.series import growth_per_h, growth_window, rate_per_s
 from loadkit.core.verdict import GaugeSummary, TimelineFigures
 from loadkit.measure.timeline import Timeline
@@ -33,6 +40,7 @@ from loadkit.plugin.verdict import measured_window
 
 EXTRAS_KEY: Final = "timeline"
 GENERATOR_RSS: Final = "generator_rss_bytes"
+GENERATOR_CPU: Final = "generator_cpu_percent"
 HELD_USERS: Final = "held_users"
 
 
@@ -105,6 +113,12 @@ def purpose_measures(
     measures.gauges[GENERATOR_RSS] = series_summary(
         generator, window, "no load generator memory was sampled"
     )
+    measures.gauges[GENERATOR_CPU] = series_summary(
+        busiest_per_second(timeline.generator_cpu, window),
+        window,
+        "no load generator CPU was sampled",
+    )
+    measures.notes.extend(generator_notes(environment, timeline, window))
     points, why = platform_points(environment)
     wanted = [c for c in (plan.baseline.criteria if plan.baseline else ()) if c.platform]
     for key in {*points, *(f"{c.platform_series}" for c in wanted)}:
@@ -121,3 +135,39 @@ def purpose_measures(
             ):
                 measures.notes.append(f"load held: {held.describe()}")
     return measures
+
+
+def generator_saturation(environment: Environment, end_s: float) -> list[str]:
+    """Each saturated generator in words, for the web UI's status strip; ``end_s``: the run's
+    elapsed time, or when its load stopped."""
+    ctx = context_of(environment)
+    timeline = ctx.extras.get(EXTRAS_KEY)
+    if not isinstance(timeline, Timeline) or ctx.run is None or ctx.measurement is None:
+        return []
+    window, _ = measured_window(ctx.run, ctx.measurement.collector, end_s)
+    loads = generator_loads(timeline.generator_cpu, window)
+    return [load.describe() for load in loads if load.saturated]
+
+
+def generator_notes(
+    environment: Environment, timeline: Timeline, window: tuple[float, float] | None
+) -> list[str]:
+    """The verdict's notes when the load generator, not the platform, was the limit."""
+    from loadkit.plugin.arrival import (
+        DROPPED_ITERATIONS,
+        LATE_ITERATIONS,
+        STARTED_ITERATIONS,
+        arrival_counters,
+    )
+
+    notes = [saturation_note(generator_loads(timeline.generator_cpu, window))]
+    if arrival_counters(environment):
+        counters = context_of(environment).measurement.collector.counters  # type: ignore[union-attr]
+        notes.append(
+            late_drop_note(
+                int(counters.get(LATE_ITERATIONS, 0)),
+                int(counters.get(STARTED_ITERATIONS, 0)),
+                int(counters.get(DROPPED_ITERATIONS, 0)),
+            )
+        )
+    return [note for note in notes if note]

@@ -11,7 +11,9 @@ run really begins (``test_start``), and served at ``/loadkit/status``:
   ``final`` (the run's verdict), ``refused`` (the last start was refused: its reason, no verdict);
 * ``run``: the run's number and folder, its profile, planned and elapsed seconds;
 * ``verdict``: the ``verdict.json`` document of the run (live or final), or None;
-* ``arrival``: an arrival-rate run's rate and iteration counts (its load is the rate, not users).
+* ``arrival``: an arrival-rate run's rate and iteration counts (its load is the rate, not users);
+* ``generator``: each load generator that ran out of CPU in the measured window (its latencies
+  are suspect), in words; empty when none did.
 
 ``/loadkit/verdict`` serves the verdict alone, as before (None while starting or after a refusal).
 """
@@ -108,6 +110,7 @@ class WebSession:
             "verdict": verdict_to_dict(verdict) if verdict is not None else None,
             "criteria": criterion_rows(verdict) if verdict is not None else [],
             "arrival": self._arrival() if phase in ("running", "stopping", "final") else None,
+            "generator": self._generator() if phase in ("running", "stopping", "final") else [],
         }
 
     def _run(self) -> dict[str, Any] | None:
@@ -125,6 +128,16 @@ class WebSession:
             "planned_s": plan.planned_duration_s,
             "elapsed_s": round(elapsed_s or 0.0, 1),
         }
+
+    def _generator(self) -> list[str]:
+        from loadkit.plugin.purposes import generator_saturation
+
+        lifecycle = self.control.lifecycle
+        if lifecycle is None:
+            return []
+        ended = lifecycle.ended and lifecycle.stopped_at_s is not None
+        end_s = lifecycle.stopped_at_s if ended else self.control.elapsed_s()
+        return generator_saturation(self.environment, end_s or 0.0)
 
     def _arrival(self) -> str | None:
         from loadkit.core.arrival_schedule import ArrivalError

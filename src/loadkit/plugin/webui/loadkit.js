@@ -108,6 +108,9 @@
     out.push(["totals", totalsLine(verdict), ""]);
     out.push(["verdict", verdict.summary, "lk-headline " + headlineClass(verdict)]);
     if (status.arrival) out.push(["arrival rate", status.arrival, ""]);
+    if (status.generator && status.generator.length) {
+      out.push(["generator saturated", status.generator.join("; "), "lk-warning"]);
+    }
     return out;
   }
 

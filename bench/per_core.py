@@ -98,43 +98,9 @@ class LeanHealthUser(LeanHttpUser):
 '''
 
 
-KIT_LEAN_HEALTH = '''"""The kit's health scenario on the lean client (PlatformUser's settings)."""
-from locust import constant, task
-
-from loadkit import endpoints
-from loadkit.leanclient import LeanHttpUser
-from loadkit.plugin import setup as locust_plugin
-from loadkit.workload.checks import expect_json
-
-
-class LeanPlatformUser(LeanHttpUser):
-    abstract = True
-
-    def __init__(self, environment):
-        settings = locust_plugin.settings_of(environment)
-        self.network_timeout = settings.request_timeout_s
-        self.connection_timeout = settings.connect_timeout_s
-        self.insecure = not settings.verify_tls
-        self.default_headers = settings.auth_headers()
-        super().__init__(environment)
-
-
-class HealthUser(LeanPlatformUser):
-    wait_time = constant(0)
-
-    @task
-    def health(self):
-        with self.client.get(endpoints.HEALTH, catch_response=True) as response:
-            expect_json(response, 200, equals={"status": "ok"})
-'''
-
-
-def _kit_lean_env(work: Path) -> dict[str, str]:
-    """``loadkit run health`` reads its locustfile from here: the health scenario, lean."""
-    folder = work / "lean_locustfiles"
-    folder.mkdir(exist_ok=True)
-    (folder / "health.py").write_text(KIT_LEAN_HEALTH)
-    return {"LOADKIT_LOCUSTFILES_DIR": str(folder)}
+def _kit_lean_env(_work: Path) -> dict[str, str]:
+    """``loadkit run health`` with ``PlatformUser`` on the lean client (``--http-client lean``)."""
+    return {"LOADKIT_HTTP_CLIENT": "lean"}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from gevent.server import StreamServer
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 
+from loadkit.leanclient import LeanSession
 from loadkit.platform.launcher import RunningPlatform
 from loadkit.plugin.locust_adapter import request_bytes_sent
 from loadkit.results.line_protocol import encode_records
@@ -20,7 +21,8 @@ from loadkit.results.timeseries import read_records
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
 
-def test_bytes_sent_are_what_the_server_received() -> None:
+@pytest.mark.parametrize("client", [FastHttpSession, LeanSession], ids=["fast", "lean"])
+def test_bytes_sent_are_what_the_server_received(client: type) -> None:
     received = [0]
 
     def serve(sock: object, _address: object) -> None:
@@ -46,7 +48,7 @@ def test_bytes_sent_are_what_the_server_received() -> None:
     server = StreamServer(("127.0.0.1", 0), serve)
     server.start()
     try:
-        session = FastHttpSession(
+        session = client(
             f"http://127.0.0.1:{server.server_port}", Environment().events.request, user=None
         )
         responses = [

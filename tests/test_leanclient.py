@@ -9,8 +9,10 @@ never answer, answer in chunks); the platform is the kit's embedded one.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
+import sqlite3
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from typing import Any
 import gevent
 import gevent.server
 import pytest
-from conftest import TEST_API_KEY
+from conftest import TEST_API_KEY, kit_env, run_kit
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
 from locust.event import Events
@@ -375,3 +377,45 @@ def test_request_events_carry_what_fasthttpuser_sends(platform: RunningPlatform)
     assert fired["lean"]["url"] == fired["fast"]["url"]
     lean = fired["lean"]
     assert lean["response_length"] == len(lean["response"].content) > 0
+
+
+# -- wired under PlatformUser (--http-client lean) ---------------------------------------------
+
+
+def _platform_route(request: str) -> str:
+    """The verdict's request name as the platform counts it (``[id]`` is a concrete id there)."""
+    return request.replace("[id]", "{id}").replace("[job_id]", "{job_id}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["full_system", "bulk_import"])
+def test_every_scenario_request_reaches_the_platform_through_the_lean_client(
+    fresh_platform: RunningPlatform, tmp_path: Path, scenario: str
+) -> None:
+    """``--http-client lean`` runs the real locustfiles (JSON, query strings, retries by id,
+    multipart uploads, import polling) with the verdict's counts equal to the platform's own,
+    every check passing, and the client named in the run's history record."""
+    result = run_kit(
+        [scenario, "-u", "3", "-t", "4s", "--no-baseline", "--skip-preflight",
+         "--http-client", "lean"],
+        kit_env(fresh_platform.url, LOADKIT_QUEUE_SOURCE="off"),
+        tmp_path,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    verdict = result.verdict()
+    served: dict[str, int] = {
+        _platform_route(name): count
+        for name, count in fresh_platform.counters()["requests"].items()
+    }
+    measured = {
+        _platform_route(row["request"]): row["count"]
+        for row in verdict["requests"]
+        if row["request"] != "total" and not row["request"].startswith("JOB ")
+    }
+    assert measured and measured == served, (measured, served)
+    assert verdict["totals"]["failures"] == 0
+    assert verdict["totals"]["requests"] == sum(served.values()) > 10
+    assert verdict["data"]["total"]["bytes_sent"] > 0
+    history = sqlite3.connect(tmp_path / "history.sqlite")
+    (record,) = [json.loads(row[0]) for row in history.execute("SELECT record FROM runs")]
+    assert record["kit"]["http_client"] == "lean"

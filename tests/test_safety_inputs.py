@@ -153,6 +153,10 @@ CASES: dict[str, Case] = {
     "allowed hosts malformed": Case(
         "run health", "LOADKIT_ALLOWED_HOSTS", {"LOADKIT_ALLOWED_HOSTS": "a b"}
     ),
+    "http client unknown": Case("run health --http-client fastest", "--http-client"),
+    "http client env unknown": Case(
+        "run health", "LOADKIT_HTTP_CLIENT='Fastest'", {"LOADKIT_HTTP_CLIENT": "Fastest"}
+    ),
     # the other commands
     "run-all unknown profile": Case("run-all health --profiles smoke,heavy", "'heavy'"),
     "ui port 0": Case("ui health --web-port 0", "--web-port 0"),

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from loadkit.settings import AuthScheme, SettingsError, is_loopback_host, load_settings
+from loadkit.settings import (
+    AuthScheme,
+    SettingsError,
+    http_client_choice,
+    is_loopback_host,
+    load_settings,
+)
 
 KIT_VARS = (
     "API_URL", "API_KEY", "REDIS_URL", "LOADKIT_REQUEST_TIMEOUT_S", "LOADKIT_AUTH_SCHEME",
@@ -73,6 +81,26 @@ def test_bad_values_are_one_line_naming_the_variable(
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_the_http_client_is_fast_by_default_and_checked_before_any_user_class_exists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``PlatformUser``'s base is chosen at import, before ``Settings`` exist: the same sources
+    (environment over ``.env``) and the same one-line error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOADKIT_HTTP_CLIENT", raising=False)
+    assert http_client_choice() == "fast" == load_settings().http_client
+    (tmp_path / ".env").write_text("LOADKIT_HTTP_CLIENT=lean\n")
+    assert http_client_choice() == "lean" == load_settings().http_client
+    monkeypatch.setenv("LOADKIT_HTTP_CLIENT", "fast")
+    assert http_client_choice() == "fast"
+    monkeypatch.setenv("LOADKIT_HTTP_CLIENT", "Fastest")
+    with pytest.raises(SettingsError) as caught:
+        http_client_choice()
+    assert str(caught.value) == (
+        "invalid setting LOADKIT_HTTP_CLIENT='Fastest': Input should be 'fast' or 'lean'"
+    )
 
 
 def test_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

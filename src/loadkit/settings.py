@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,6 +33,9 @@ ENV_PREFIX = "LOADKIT_"
 #: words and numbers (a key "k" turned "key accepted" into "***ey accepted"), and a 13-digit
 #: key could hide inside a millisecond timestamp. Real keys are 20-64 characters.
 MIN_API_KEY_LENGTH = 16
+#: ``PlatformUser``'s HTTP client: Locust's ``FastHttpUser``, or the kit's lean client.
+HttpClient = Literal["fast", "lean"]
+HTTP_CLIENT_ENV = f"{ENV_PREFIX}HTTP_CLIENT"
 #: Fields whose value never appears in an error message (a Redis URL may hold a password).
 SECRET_FIELDS = frozenset({"api_key", "redis_url", "web_password"})
 
@@ -164,6 +167,13 @@ class Settings(BaseSettings):
         "separated by `+`, whose lengths add up.",
     )
 
+    http_client: HttpClient = Field(
+        default="fast",
+        description="The HTTP client under `PlatformUser`: `fast` (Locust's FastHttpUser) or "
+        "`lean` (the kit's keep-alive client on llhttp: about 2.5x less CPU per request, so "
+        "about 2.5x the load per generator core; no redirects or cookies; docs/performance.md). "
+        "Read when a locustfile is imported: every worker needs the same value.",
+    )
     graceful_stop_s: float = Field(
         default=5.0,
         ge=0,
@@ -439,6 +449,24 @@ def load_settings(**overrides: Any) -> Settings:
     _check_dotenv(Path(str(Settings.model_config.get("env_file") or ".env")))
     try:
         return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+class _HttpClientChoice(BaseSettings):
+    """The one setting needed before any ``Environment`` exists: ``PlatformUser``'s base class
+    is chosen when its module is imported, from the same sources as ``Settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+    http_client: HttpClient = "fast"
+
+
+def http_client_choice() -> HttpClient:
+    """``LOADKIT_HTTP_CLIENT`` (environment, else ``.env``), checked: ``fast`` or ``lean``."""
+    try:
+        return _HttpClientChoice().http_client
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 

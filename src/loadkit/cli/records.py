@@ -68,7 +68,7 @@ def keep_record(
             settings.history_path,
             plan,
             verdict,
-            Provenance(target_url, settings.target_version),
+            Provenance(target_url, settings.target_version, settings.http_client),
             run_dir=run_dir,
             started_at=started_at,
             save_reference=save_reference,

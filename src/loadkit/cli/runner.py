@@ -37,7 +37,7 @@ from loadkit.core.verdict import Totals, Verdict, Window
 from loadkit.endpoints import PLATFORM_METRICS
 from loadkit.results.history import utc_now
 from loadkit.results.verdict_files import render_console, write_junit_xml, write_verdict_json
-from loadkit.settings import ENV_PREFIX, QueueSourceKind, Settings
+from loadkit.settings import ENV_PREFIX, HTTP_CLIENT_ENV, QueueSourceKind, Settings
 
 #: The setting that turns queue sampling off in Locust's process.
 QUEUE_SOURCE_ENV: Final = f"{ENV_PREFIX}QUEUE_SOURCE"
@@ -128,12 +128,19 @@ def worker_command(scenario: str) -> list[str]:
 
 
 def child_env(
-    url: str, key: str, plan_path: Path | None = None, *, sample_queue: bool = True
+    url: str,
+    key: str,
+    plan_path: Path | None = None,
+    *,
+    sample_queue: bool = True,
+    http_client: str = "fast",
 ) -> dict[str, str]:
     """Locust's environment; ``sample_queue`` False (preflight could not read a queue the run
-    does not need) turns the queue sampler off, so it does not warn all through the run."""
+    does not need) turns the queue sampler off, so it does not warn all through the run.
+    ``http_client`` (``--http-client``) is read by every Locust process as it imports the
+    locustfile."""
     env = dict(os.environ)
-    env.update({"API_URL": url, "API_KEY": key})
+    env.update({"API_URL": url, "API_KEY": key, HTTP_CLIENT_ENV: http_client})
     if plan_path is not None:
         env[PLAN_ENV] = str(plan_path)
     if not sample_queue:
@@ -181,7 +188,13 @@ def execute(
     code = run_processes(
         locust_command(plan, launch, url, run_dir),
         worker_commands(plan, launch),
-        child_env(url, key, plan_path, sample_queue=checked.sample_queue),
+        child_env(
+            url,
+            key,
+            plan_path,
+            sample_queue=checked.sample_queue,
+            http_client=settings.http_client,
+        ),
         logs,
     )
     if not (run_dir / VERDICT_FILE).exists():
@@ -214,12 +227,17 @@ def check_target(
     return outcome
 
 
-def run_worker(plan_scenario: str, launch: Launch, announce: Callable[[str], None]) -> int:
+def run_worker(
+    plan_scenario: str,
+    launch: Launch,
+    announce: Callable[[str], None],
+    http_client: str = "fast",
+) -> int:
     """A cluster worker: no target, results or verdict of its own; the master has them."""
     topology = replace(launch.topology, local_workers=1)
     announce(f"worker of {topology.master_host}:{topology.master_port}")
     command = [*worker_command(plan_scenario), *topology.worker_args()]
-    return run_processes(command, [], dict(os.environ))
+    return run_processes(command, [], {**os.environ, HTTP_CLIENT_ENV: http_client})
 
 
 # -- a verdict for every ending -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""An experimental lean HTTP/1.1 client for Locust users: keep-alive on gevent sockets, llhttp.
+"""A lean HTTP/1.1 client for Locust users: keep-alive on gevent sockets, llhttp.
 
 Why: one load-generator core drives as many requests as its client's CPU per request allows.
 Locust's ``FastHttpUser`` (geventhttpclient) spends most of its ~150 µs per request in Python
@@ -13,7 +13,8 @@ distributed runs work unchanged.
   ``catch_response``), ``LeanResponse``, the connection pool, and the errors it labels;
 * :mod:`loadkit.leanclient.user` -- ``LeanHttpUser``, the Locust user class.
 
-Not wired into ``PlatformUser``: an experiment measured in ``docs/performance.md``.
+``PlatformUser`` runs on it with ``--http-client lean`` (``LOADKIT_HTTP_CLIENT=lean``); Locust's
+``FastHttpUser`` stays the default. Measured in ``docs/performance.md``.
 """
 
 from loadkit.leanclient.client import (

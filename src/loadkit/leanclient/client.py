@@ -285,6 +285,7 @@ class LeanResponse:
         "error",
         "headers",
         "request_meta",
+        "sent_bytes",
         "status_code",
         "url",
     )
@@ -297,6 +298,9 @@ class LeanResponse:
         self.error: BaseException | None = None
         self.encoding: str | None = None
         self.request_meta: dict[str, Any] = {}
+        #: Bytes of the request as encoded for the wire (line, headers, body): the kit's
+        #: "data transferred" counts them (``locust_adapter.request_bytes_sent``).
+        self.sent_bytes = 0
         self._event: Any = None
         self._entered = False
         self._manual_result: bool | BaseException | None = None
@@ -468,6 +472,7 @@ class LeanSession:
         started = time.perf_counter()
         try:
             self._exchange(origin, request, response)
+            response.sent_bytes = len(request)
         except (LeanConnectionError, LeanTimeout) as exc:
             response.error = exc
         response_time_ms = (time.perf_counter() - started) * 1000

@@ -71,6 +71,7 @@ from loadkit.core.arrival_schedule import (
 from loadkit.core.plan import ArrivalSpec
 from loadkit.core.profiles import split_stage_specs
 from loadkit.endpoints import INTENDED_REQUEST_TYPE, NON_HTTP_REQUEST_TYPES
+from loadkit.leanclient import LeanHttpUser
 from loadkit.measure.collector import Collector
 from loadkit.plugin import locust_adapter
 from loadkit.plugin.context import context_of
@@ -239,7 +240,8 @@ class ArrivalRateUser(User):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         mro = cls.__mro__
-        if FastHttpUser in mro and mro.index(FastHttpUser) < mro.index(ArrivalRateUser):
+        clients = [c for c in (FastHttpUser, LeanHttpUser) if c in mro]
+        if clients and mro.index(clients[0]) < mro.index(ArrivalRateUser):
             raise TypeError(
                 f"{cls.__name__}: put ArrivalRateUser before the HTTP user class in its bases, "
                 "so the client's connection pool is sized for the in-flight iterations"
@@ -250,7 +252,7 @@ class ArrivalRateUser(User):
 
     def __init__(self, environment: Environment) -> None:
         executor = tracker_of(environment).executor_for(type(self))
-        # FastHttpUser builds its client in __init__ from this class-level knob: one connection
+        # The HTTP user builds its client in __init__ from this class-level knob: one connection
         # per iteration in flight, so the pool never delays a request (the delay would count
         # as response time).
         self.concurrency = executor.admission.max_in_flight

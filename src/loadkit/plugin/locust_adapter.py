@@ -322,9 +322,13 @@ def request_bytes_sent(response: Any) -> int:
     Locust's event reports bytes received (``response_length``) but not bytes sent. For
     ``FastHttpUser`` the request head is ``response._sent_request`` (geventhttpclient keeps the
     exact text it sent, latin-1: one byte a character) and the body is ``response.request.payload``;
-    for ``HttpUser`` (requests) the head is rebuilt from the prepared request. A few attribute
-    reads per request (bench/bytes_sent_cost.py measures them).
+    for ``HttpUser`` (requests) the head is rebuilt from the prepared request; the lean client
+    keeps the length of what it encoded (``sent_bytes``). A few attribute reads per request
+    (bench/bytes_sent_cost.py measures them).
     """
+    sent = getattr(response, "sent_bytes", None)
+    if sent is not None:
+        return sent
     head = getattr(response, "_sent_request", None)
     if head is not None:
         request = getattr(response, "request", None)

@@ -87,7 +87,7 @@ def install_records(environment: Environment, ctx: KitContext) -> None:
                 path,
                 plan,
                 verdict_to_dict(control.verdict),
-                Provenance(environment.host, ctx.settings.target_version),
+                Provenance(environment.host, ctx.settings.target_version, ctx.settings.http_client),
                 run_dir=run_dir,
                 started_at=started_at.get(plan.run_id) or utc_now(),
             )

@@ -112,10 +112,18 @@ class Provenance:
 
     target_url: str | None
     target_version: str | None = None
+    #: ``PlatformUser``'s client (``fast``/``lean``): the same platform loads the generator
+    #: differently under each, so a trend must know which one measured it.
+    http_client: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kit": {"version": __version__, "commit": kit_commit(), "locust": _locust_version()},
+            "kit": {
+                "version": __version__,
+                "commit": kit_commit(),
+                "locust": _locust_version(),
+                "http_client": self.http_client,
+            },
             "target": {"url": target_origin(self.target_url), "version": self.target_version},
         }
 

@@ -236,7 +236,9 @@ def render_plan(
     assumption = (
         f"assumes: one worker process uses at most one core, planned at {utilisation:.0%} of it; "
         f"CPU per request as measured on {figures.machine} on {figures.measured_on} "
-        f"({figures.command}) against a platform on loopback. A slower CPU, TLS or bigger "
+        f"({figures.command}) against a platform on loopback, on the default client "
+        "(FastHttpUser; --http-client lean needs about half the CPU per request, so this plan "
+        "is then on the safe side: docs/performance.md). A slower CPU, TLS or bigger "
         "responses cost more per request; the platform's own capacity and the network are not "
         "part of this plan."
     )

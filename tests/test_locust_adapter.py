@@ -12,6 +12,7 @@ import inspect
 import re
 from pathlib import Path
 
+import gevent
 import locust
 import pytest
 from locust import main as locust_main
@@ -77,6 +78,31 @@ def test_stop_is_not_reentrant_and_quit_goes_through_it() -> None:
     locust_adapter.serialize_stops(runner)
     runner.stop()
     runner.stop()
+    runner.quit()
+
+
+def test_a_start_while_a_shape_test_ends_is_dropped_and_the_kit_waits_for_its_end() -> None:
+    """``shape_test_still_ending``: Locust's ``start_shape`` drops a start while
+    ``runner.shape_greenlet`` is set, and a shape that ended clears it only after its stop."""
+    source = inspect.getsource(runners.Runner.shape_worker)
+    assert source.index("self.stop()") < source.index("self.shape_greenlet = None")
+    assert "if self.shape_greenlet:" in inspect.getsource(runners.Runner.start_shape)
+
+    class Shape(locust.LoadTestShape):
+        def tick(self) -> None:
+            return None
+
+    environment = Environment(shape_class=Shape())
+    runner = environment.create_local_runner()
+    assert not locust_adapter.shape_test_still_ending(runner, 1.0)  # no shape test at all
+    ending = gevent.spawn(gevent.sleep, 0.2)
+    runner.shape_greenlet = ending
+    runner.start_shape()  # dropped: the greenlet is not replaced, nothing starts
+    assert runner.shape_greenlet is ending and runner.state == runners.STATE_INIT
+    assert locust_adapter.shape_test_still_ending(runner, 0.01)  # still there after 10 ms
+    assert not locust_adapter.shape_test_running(runner)  # ending, not driving the load
+    assert not locust_adapter.shape_test_still_ending(runner, 2.0)  # waited for its end
+    assert ending.dead
     runner.quit()
 
 

@@ -57,7 +57,9 @@ def test_every_start_has_its_folder_its_plan_and_its_verdict(
         assert first["totals"]["requests"] == health_requests(fresh_platform) > 0
 
         # 2. Spike with the form's Run time of 6 s (shorter than its 9 s), stopped at ~1.5 s:
-        # stopped early, by the web UI, before the run time the form gave.
+        # stopped early, by the web UI, before the run time the form gave. Started the moment
+        # the smoke's verdict is final: its shape is still stopping then, and Locust would drop
+        # the start (the kit waits for it: locust_adapter.shape_test_still_ending).
         form |= {"shape_class": "SpikeShape", "run_time": "6s"}
         assert ui.post("swarm", data=form).json()["success"]
         wait_for(lambda: (s := ui.status())["phase"] == "running" and s["run"]["number"] == 2)

@@ -312,6 +312,31 @@ def cancel_web_run_time(web_ui: Any) -> None:
     web_ui._cancel_run_time_timer()
 
 
+def shape_test_still_ending(runner: Any, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for a shape test that is over but not yet gone; True if it is
+    still there (a new start would be lost).
+
+    A shape whose ``tick()`` returned None stops the runner from inside its own greenlet and
+    clears ``runner.shape_greenlet`` only when that stop (users finishing, ``test_stop``, the
+    kit's verdict) has returned. A start in between is dropped by ``Runner.start_shape`` ("There
+    is an ongoing shape test running. Editing is disabled") while ``/swarm`` answers success, so
+    a START pressed as soon as the verdict shows would start nothing. Internal:
+    ``Runner.shape_greenlet`` (a gevent ``Greenlet`` or None).
+    """
+    shape = getattr(runner, "shape_greenlet", None)
+    if shape is None or shape.dead:
+        return False
+    shape.join(timeout=timeout_s)
+    return not shape.dead and runner.shape_greenlet is shape
+
+
+def shape_test_running(runner: Any) -> bool:
+    """A shape test is driving the load: Locust ignores another start until it ends (the
+    same ``Runner.start_shape`` check as above), so the kit refuses it in words instead."""
+    shape = getattr(runner, "shape_greenlet", None)
+    return shape is not None and not shape.dead and runner.state in (STATE_RUNNING, STATE_SPAWNING)
+
+
 # -- bytes sent -----------------------------------------------------------------------------------
 
 

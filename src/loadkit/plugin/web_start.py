@@ -61,6 +61,12 @@ def install_start_checks(
         if request.path != swarm_path:
             return None
         runner = environment.runner
+        busy = _previous_shape_test(environment, control)
+        if busy is not None:
+            logger.warning("loadkit: web UI start refused: %s", busy)
+            return jsonify(
+                {"success": False, "message": f"loadkit: {busy}", "host": environment.host}
+            )
         g.loadkit_was_running = runner is not None and runner.state in (
             STATE_RUNNING,
             STATE_SPAWNING,
@@ -87,6 +93,29 @@ def install_start_checks(
             message = payload.get("message") if isinstance(payload, dict) else None
             session.start_refused(str(message or f"HTTP {response.status_code}"))
         return response
+
+
+#: Longest a START waits for the previous shape test to finish stopping, beyond its graceful stop.
+SHAPE_END_WAIT_S: Final = 5.0
+
+
+def _previous_shape_test(environment: Environment, control: RunControl) -> str | None:
+    """Why a start cannot be taken now because of the previous shape test, or None.
+
+    A START pressed while a profile's run is ending (its verdict may already show) waits for
+    that run to finish stopping instead of being silently dropped by Locust; a START while a
+    profile is still driving the load is refused in words (Locust would ignore it too).
+    """
+    runner = environment.runner
+    if runner is None:
+        return None
+    if locust_adapter.shape_test_running(runner):
+        return "a profile is running: stop it before starting another run"
+    graceful_s = float(environment.stop_timeout or 0) or control.ctx.settings.graceful_stop_s
+    wait_s = graceful_s + SHAPE_END_WAIT_S
+    if locust_adapter.shape_test_still_ending(runner, wait_s):
+        return f"the previous run is still stopping after {wait_s:g} s: press START again later"
+    return None
 
 
 def _from_the_ui_user(web_ui: Any) -> bool:

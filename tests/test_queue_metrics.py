@@ -72,7 +72,7 @@ def test_keep_draining_until_empty_or_the_bound() -> None:
     assert keep_draining(busy, load_stopped_s=1.0, now_s=2.0, max_drain_s=30)
     assert not keep_draining(busy, load_stopped_s=1.0, now_s=31.0, max_drain_s=30)
     assert not keep_draining(series({"depth": [5, 0]}), 1.0, 2.0, 30)
-    assert keep_draining([], 1.0, 2.0, 30)
+    assert not keep_draining([], 1.0, 2.0, 30)  # never read: nothing to follow
 
 
 def test_a_stalled_consumer_is_found_one_window_after_it_stops() -> None:

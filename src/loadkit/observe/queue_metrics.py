@@ -135,11 +135,13 @@ def keep_draining(
     field: str = DEPTH,
 ) -> bool:
     """Whether a sampler should go on after the load stopped: the last reading still shows due
-    work and the drain bound is not reached. No reading yet: go on, within the bound."""
+    work and the drain bound is not reached. No reading at all (the source failed during the load
+    and at its end, e.g. a rejected key): stop, there is nothing known to follow, and waiting out
+    the bound only delays the verdict by up to ``max_drain_s``."""
     if now_s - load_stopped_s >= max_drain_s:
         return False
     values = [reading[field] for _, reading in samples if field in reading]
-    return not values or values[-1] > 0
+    return bool(values) and values[-1] > 0
 
 
 @dataclass(frozen=True)

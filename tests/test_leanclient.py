@@ -419,3 +419,4 @@ def test_every_scenario_request_reaches_the_platform_through_the_lean_client(
     history = sqlite3.connect(tmp_path / "history.sqlite")
     (record,) = [json.loads(row[0]) for row in history.execute("SELECT record FROM runs")]
     assert record["kit"]["http_client"] == "lean"
+    assert record["data"] == verdict["data"]

@@ -23,7 +23,7 @@ from loadkit.core.comparison import (
     describe_tolerances,
     parse_tolerances,
 )
-from loadkit.core.lifecycle import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED
+from loadkit.core.exit_codes import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED
 from loadkit.core.reference import rows_by_request
 from loadkit.core.regression import IMPROVEMENT, REGRESSION, format_value, tolerance_text
 from loadkit.results.history import HistoryError, HistoryStore

@@ -15,7 +15,7 @@ from typing import Any
 
 from loadkit.cli.compare import add_history_option
 from loadkit.core.baselines import format_number
-from loadkit.core.lifecycle import EXIT_INVALID, EXIT_PASSED
+from loadkit.core.exit_codes import EXIT_INVALID, EXIT_PASSED
 from loadkit.results.history import HistoryError, HistoryStore
 from loadkit.results.history_chart import FORMATS, TrendPoint, write_chart
 from loadkit.settings import load_settings

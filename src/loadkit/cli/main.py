@@ -54,7 +54,7 @@ from loadkit.cli.topology import (
     run_processes,
 )
 from loadkit.core.baselines import BaselineError, default_baseline_path, load_baseline
-from loadkit.core.lifecycle import EXIT_INVALID
+from loadkit.core.exit_codes import EXIT_INVALID
 from loadkit.core.profiles import ProfileError
 from loadkit.core.redact import mask_url_credentials
 from loadkit.registry import UnknownNameError

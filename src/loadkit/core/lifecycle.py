@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Final
 
 from loadkit.core.baselines import format_number
+from loadkit.core.exit_codes import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_PASSED
 
 
 class RunState(StrEnum):
@@ -33,13 +34,6 @@ class RunState(StrEnum):
     LOST_WORKER = "lost worker"
     """A load generator of a distributed run disappeared."""
 
-
-#: Exit codes of a finished run (2 is bad input, before anything is sent).
-EXIT_PASSED: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_INVALID: Final = 2
-EXIT_INCOMPLETE: Final = 3
-"""The run did not complete, and no criterion failed on what was measured."""
 
 #: A stop this close to the planned end counts as the planned end (timer and tick jitter).
 END_TOLERANCE_S: Final = 0.25

@@ -25,13 +25,8 @@ from loadkit.core.baselines import (
     counter_key,
     format_number,
 )
-from loadkit.core.lifecycle import (
-    EXIT_FAILED,
-    EXIT_INCOMPLETE,
-    EXIT_INVALID,
-    EXIT_PASSED,
-    RunState,
-)
+from loadkit.core.exit_codes import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INVALID, EXIT_PASSED
+from loadkit.core.lifecycle import RunState
 from loadkit.core.metrics import EndpointMetrics, no_rate_reason
 from loadkit.core.queue_report import QueueReport
 

@@ -196,6 +196,7 @@ def build_record(
         "requests": list(rows_by_request(verdict.get("requests") or ()).values()),
         "gauges": verdict.get("gauges") or {},
         "counters": verdict.get("counters") or {},
+        "data": verdict.get("data"),
     }
 
 

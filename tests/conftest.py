@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from sharding import assign, file_weights, measured_durations, parse_shard
 
 from loadkit.endpoints import CALLS
 from loadkit.platform.launcher import RunningPlatform, start_platform
@@ -120,3 +121,30 @@ def platform() -> Iterator[RunningPlatform]:
 def fresh_platform(platform: RunningPlatform) -> RunningPlatform:
     platform.reset_counters()
     return platform
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``LOADKIT_TEST_SHARD=i/n``: keep the i-th of n shards of the tests that can share the
+    machine (``tests/sharding.py``); ``serial`` tests are in no shard (they run alone)."""
+    text = os.environ.get("LOADKIT_TEST_SHARD")
+    if not text:
+        return
+    index, count = parse_shard(text)
+    shared = [item for item in items if item.get_closest_marker("serial") is None]
+    shards = assign(
+        file_weights(
+            ((_file(item), item.get_closest_marker("slow") is not None) for item in shared),
+            measured_durations(),
+        ),
+        count,
+    )
+    kept = [item for item in shared if shards[_file(item)] == index]
+    keep = set(kept)
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]

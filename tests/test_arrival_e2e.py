@@ -25,7 +25,8 @@ from conftest import REPO_ROOT, TEST_API_KEY, kit_env
 
 from loadkit.platform.launcher import RunningPlatform, start_platform
 
-pytestmark = pytest.mark.slow
+#: serial: its rates, timings or CPU readings need the machine to itself (scripts/test.sh).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 CALLS = "POST /api/calls"
 LATENCY_MS = 500

@@ -26,7 +26,8 @@ from loadkit import registry
 from loadkit.cli.topology import free_loopback_port
 from loadkit.platform.launcher import RunningPlatform, start_platform
 
-pytestmark = pytest.mark.slow
+#: serial: its rates, timings or CPU readings need the machine to itself (scripts/test.sh).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 #: The kit's queue sampler calls GET /api/queue/stats beside the load: off, so that the server's
 #: count holds the load's requests only.

@@ -25,7 +25,8 @@ from conftest import TEST_API_KEY, RunResult, kit_env, run_kit
 from loadkit.endpoints import PLATFORM_METRICS
 from loadkit.platform.launcher import RunningPlatform, start_platform
 
-pytestmark = pytest.mark.slow
+#: serial: its rates, timings or CPU readings need the machine to itself (scripts/test.sh).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 SPIKE_BASELINE = """
 scenario = "health"

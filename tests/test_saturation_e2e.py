@@ -16,7 +16,8 @@ from web_ui_session import ui_session, wait_for
 
 from loadkit.platform.launcher import RunningPlatform
 
-pytestmark = pytest.mark.slow
+#: serial: its rates, timings or CPU readings need the machine to itself (scripts/test.sh).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 LOCUSTFILE = '''"""A generator-bound scenario (Busy) and its calm control (Calm)."""
 

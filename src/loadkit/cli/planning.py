@@ -172,12 +172,15 @@ def _arrival(
                 f", not {scenario.name}"
             )
         return None
+    option = "--rate-stage (LOADKIT_RATE_STAGES)"
     try:
         stages = parse_rate_stages(args.rate_stage, time_scale=time_scale)
+        option = "--rate (LOADKIT_RATE)"
         rate = None if args.rate is None else parse_rate(args.rate)
+        option = "--max-in-flight (LOADKIT_MAX_IN_FLIGHT)"
         cap = None if args.max_in_flight is None else parse_max_in_flight(args.max_in_flight)
     except ArrivalError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"{option}: {exc}") from None
     if stages and rate is not None:
         raise UsageError("give --rate or --rate-stage, not both")
     if not stages and rate is None:

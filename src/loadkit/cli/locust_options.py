@@ -96,11 +96,17 @@ def needs_parsing(extra: Sequence[str], environ: dict[str, str] | None = None) -
 
 def parse_locust_options(args: Sequence[str]) -> LocustOptions:
     """Run Locust's parser on ``args`` in a child; :class:`LocustOptionError` if it refuses."""
-    return _parse(tuple(args))
+    # Locust's parser also reads LOCUST_* variables, and the kit's options LOADKIT_* ones: the
+    # answer depends on them as much as on the arguments.
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
+    return _parse(tuple(args), env)
+
+
+_ENV_PREFIXES = ("LOCUST_", "LOADKIT_")
 
 
 @functools.lru_cache(maxsize=8)
-def _parse(args: tuple[str, ...]) -> LocustOptions:
+def _parse(args: tuple[str, ...], _env: tuple[tuple[str, str], ...]) -> LocustOptions:
     program = _PROGRAM % json.dumps(list(REPORTED))
     try:
         done = subprocess.run(

@@ -662,8 +662,7 @@ def arrival_classes(environment: Environment) -> list[type[ArrivalRateUser]]:
 def arrival_counters(environment: Environment) -> dict[str, float]:
     """``{"dropped_iterations": n, "dropped_late_iterations": m}`` for the verdict, where the
     cluster's numbers live (local runner, or master once the workers' final measurements are
-    in); ``{}`` when no
-    arrival-rate executor ran (the criterion then reads "not reported")."""
+    in); ``{}`` when no arrival-rate executor ran (the criterion then reads "not reported")."""
     measurement = measurement_of(environment)
     measurement.sync_counters()
     counters = measurement.collector.counters

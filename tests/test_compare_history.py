@@ -38,6 +38,7 @@ def add_run(
     passed: bool = True,
     stages: tuple[Stage, ...] = AVERAGE,
     profile: str = "average",
+    http_client: str | None = "fast",
 ) -> str:
     plan = RunPlan("health", profile, stages)
     verdict = {
@@ -48,7 +49,7 @@ def add_run(
         "requests": rows(p95_ms, rps),
         "started_at": f"2026-05-{day:02d}T02:00:00Z",
     }
-    provenance = Provenance("http://user:secret@127.0.0.1:3000/api?x=1", "v1")
+    provenance = Provenance("http://user:secret@127.0.0.1:3000/api?x=1", "v1", http_client)
     store.append(build_record(plan, verdict, provenance, run_dir=None, started_at=""))
     return plan.run_id
 
@@ -88,6 +89,18 @@ def test_compare_exits_1_on_a_regression_and_0_without(
         "--tolerance", "p95=40%", "--tolerance", "p50=40%", "--tolerance", "p99=40%",
     )  # fmt: skip
     assert code == 0
+
+
+def test_compare_says_when_the_two_runs_had_different_http_clients(
+    store: HistoryStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast = add_run(store, 1, 40.0)
+    lean = add_run(store, 2, 40.0, http_client="lean")
+    unknown = add_run(store, 3, 40.0, http_client=None)  # a record from before the field
+    note = "note: A ran on the fast HTTP client and B on the lean one"
+    assert note in loadkit(capsys, tmp_path, "compare", fast, lean)[1]
+    assert "HTTP client" not in loadkit(capsys, tmp_path, "compare", fast, unknown)[1]
+    assert "HTTP client" not in loadkit(capsys, tmp_path, "compare", fast, fast)[1]
 
 
 def test_compare_json_has_every_request_and_metric(

@@ -189,6 +189,12 @@ def render(
             "note: A and B are not runs of the same scenario, profile and load: "
             "read the changes with care"
         )
+    clients = [(side.get("kit") or {}).get("http_client") for side in (a, b)]
+    if None not in clients and clients[0] != clients[1]:
+        lines.append(
+            f"note: A ran on the {clients[0]} HTTP client and B on the {clients[1]} one: the "
+            "generator changed too, so latencies and rates are not the platform's alone"
+        )
     header = ("request", "metric", "A", "B", "change", "judgement")
     table = [header]
     previous = None

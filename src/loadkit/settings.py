@@ -170,8 +170,8 @@ class Settings(BaseSettings):
     http_client: HttpClient = Field(
         default="fast",
         description="The HTTP client under `PlatformUser`: `fast` (Locust's FastHttpUser) or "
-        "`lean` (the kit's keep-alive client on llhttp: about 2.5x less CPU per request, so "
-        "about 2.5x the load per generator core; no redirects or cookies; docs/performance.md). "
+        "`lean` (the kit's keep-alive client on llhttp: about half the CPU per request, so "
+        "about twice the load per generator core; no redirects or cookies; docs/performance.md). "
         "Read when a locustfile is imported: every worker needs the same value.",
     )
     graceful_stop_s: float = Field(

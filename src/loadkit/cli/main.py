@@ -106,7 +106,7 @@ def _add_http_client_option(parser: argparse.ArgumentParser) -> None:
         "--http-client",
         choices=("fast", "lean"),
         help="PlatformUser's HTTP client: fast (Locust's FastHttpUser, the default) or lean "
-        "(~2.5x less CPU per request; docs/performance.md) [LOADKIT_HTTP_CLIENT]",
+        "(about half the CPU per request; docs/performance.md) [LOADKIT_HTTP_CLIENT]",
     )
 
 

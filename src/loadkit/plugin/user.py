@@ -5,8 +5,8 @@ loads the kit's Locust plugin (settings, embedded platform, verdict), so a locus
 ``PlatformUser`` gets all of it with plain ``locust -f``.
 
 Its HTTP client is Locust's ``FastHttpUser`` unless ``LOADKIT_HTTP_CLIENT=lean`` picks the kit's
-lean client (``loadkit.leanclient``): the same knobs, calls and request events, at ~40% of the
-CPU per request. A base class is fixed when the class statement runs, so the choice is read
+lean client (``loadkit.leanclient``): the same knobs, calls and request events, at about half
+the CPU per request. A base class is fixed when the class statement runs, so the choice is read
 here, at import, from the same sources as the settings; a bad value is reported by the plugin's
 ``init`` (one line, exit 2), like every other setting.
 """

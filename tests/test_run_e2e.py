@@ -113,6 +113,13 @@ def test_wrong_key_shows_as_failures_and_fails_the_run(
     assert requests == failures > 0
     assert "HTTP 403" in (result.run_dir / "stats_failures.csv").read_text()
     assert "not-the-right-key" not in result.output
+    # The queue (read with the same key) never answered: its failures are counted and said once,
+    # and it is not followed after the load (it drained 30 s for nothing: ~34 failed readings).
+    queue = result.verdict()["queue"]
+    assert queue["samples"] == 0 and queue["drain"] is None
+    assert 1 <= queue["failed_samples"] <= 6, queue  # one a second over 2 s of load, and the end
+    failed = f"{queue['failed_samples']} of {queue['failed_samples']} queue depth samples failed"
+    assert failed in (result.run_dir / "locust.log").read_text()
 
 
 def test_preflight_stops_a_run_with_a_rejected_key_before_any_load(

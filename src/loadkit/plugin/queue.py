@@ -14,7 +14,6 @@ Thin glue around ``queue_sampler`` and ``queue_sources``:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,8 +28,6 @@ from loadkit.observe.queue_sampler import QueueSampler
 from loadkit.observe.queue_sources import depth_meaning_of, source_from_settings
 from loadkit.plugin.context import KitContext, context_of
 from loadkit.plugin.queue_web import register_queue_tab
-
-logger = logging.getLogger("loadkit.queue")
 
 SERIES_FILE: Final = "queue_depth.jsonl"
 #: Runs whose queue is not followed after the load: a person or a criterion ended them.
@@ -84,15 +81,8 @@ def finish_queue_sampling(environment: Environment) -> None:
     ctx.extras[DRAIN_SKIPPED] = skipped
     if not skipped:
         sampler.drain(ctx.settings.queue_drain_max_s, cut=lambda: _interrupted(ctx))
-    if ctx.run_dir is not None:
-        sampler.write_jsonl(ctx.run_dir / SERIES_FILE)
-    if sampler.errors:
-        logger.warning(
-            "loadkit: %d of %d queue depth samples failed; last: %s",
-            sampler.errors,
-            sampler.errors + len(sampler.samples),
-            sampler.last_error,
-        )
+    # Already stopped by end_of_load, so finish takes no further reading: it writes and reports.
+    sampler.finish(ctx.run_dir / SERIES_FILE if ctx.run_dir is not None else None)
 
 
 def _no_drain_because(ctx: KitContext) -> str:

@@ -351,13 +351,13 @@ def request_bytes_sent(response: Any) -> int:
     keeps the length of what it encoded (``sent_bytes``). A few attribute reads per request
     (bench/bytes_sent_cost.py measures them).
     """
-    sent = getattr(response, "sent_bytes", None)
-    if sent is not None:
-        return sent
-    head = getattr(response, "_sent_request", None)
+    head = getattr(response, "_sent_request", None)  # the default client's first
     if head is not None:
         request = getattr(response, "request", None)
         return len(head) + _body_bytes(getattr(request, "payload", None))
+    sent = getattr(response, "sent_bytes", None)
+    if sent is not None:
+        return sent
     prepared = getattr(response, "request", None)
     headers = getattr(prepared, "headers", None)
     if headers is None or not hasattr(prepared, "path_url"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from loadkit.workload.checks import NoResponseError, expect_json
+import pytest
+
+from loadkit.workload.checks import NoResponseError, expect_json, parse_json
 
 
 @dataclass
@@ -83,3 +86,50 @@ def test_no_response_is_labelled_by_what_happened() -> None:
         (exc,) = captured
         assert isinstance(exc, NoResponseError) and str(exc).startswith(text), exc
         assert exc.timed_out is timed_out and exc.no_response
+
+
+PARSE_CASES = [
+    b'{"status":"ok","uptime_s":1.0}',
+    b'  {"status": "ok"}\r\n',  # whitespace before and after: the json.loads path
+    b'{"a": [1, 2.5, null, true, "\\u00e9"]}\n',
+    '{"caf\u00e9": "na\u00efve"}'.encode(),
+    '\ufeff{"bom": 1}'.encode(),  # a UTF-8 byte-order mark
+    '{"wide": "utf-16"}'.encode("utf-16"),  # json.loads detects UTF-16 and UTF-32
+    b"[1, 2]",
+    b'"just a string"',
+    b"42",
+    '{"text": "given as str"}',
+]
+PARSE_ERRORS = [
+    b"",
+    b"<html>oops</html>",
+    b'{"status": "ok"} trailing',
+    b'{"status": "ok"}{"again": 1}',
+    b'{"status": "ok"}\x0b',  # \v is whitespace to Python, not to JSON
+    b'{"status": "ok"',
+    b"\xff\xfe\xfd",
+    b"NaNa",
+]
+
+
+@pytest.mark.parametrize("source", PARSE_CASES)
+def test_parse_json_agrees_with_json_loads(source: bytes | str) -> None:
+    assert parse_json(source) == json.loads(source)
+
+
+@pytest.mark.parametrize("source", PARSE_ERRORS)
+def test_parse_json_refuses_what_json_loads_refuses(source: bytes) -> None:
+    with pytest.raises(ValueError) as expected:
+        json.loads(source)
+    with pytest.raises(ValueError) as got:
+        parse_json(source)
+    assert type(got.value) is type(expected.value) and str(got.value) == str(expected.value)
+
+
+def test_status_given_as_a_set_and_a_passing_body_with_no_criteria() -> None:
+    reply = Reply(204, "{}")
+    assert expect_json(reply, {200, 204}) == {}
+    assert reply.outcome == "success"
+    reply = Reply(200, '{"id": "c1"}')
+    assert expect_json(reply, 201, required=("id",)) is None
+    assert reply.outcome == 'failure: HTTP 200 (expected 201): {"id": "c1"}'

@@ -19,6 +19,14 @@ Variants (each adds one layer to the previous, except the arrival pair):
   lean client;
 * ``catch``  -- bare + ``catch_response`` and ``response.success()`` only (what Locust's
   response context manager costs, without the body check);
+* ``naive-check`` -- bare + what a Locust user writes for the same work as the kit's health
+  request (the key header, ``catch_response``, ``json.loads`` and a comparison): the base for the
+  kit's own overhead, which is ``plugin`` (corrected, below) over this;
+* ``plugin-idle`` -- the plugin with one user making one request a second: the instructions per
+  second of the kit's and Locust's once-a-second work (with a row to write every second, as under
+  load), less that one request (``user``'s count per request). Under valgrind a request takes
+  ~50x longer, so the ``plugin`` row charges ~50x too much of that work to each request; the
+  summary corrects it to what it is at ``--real-rps``;
 * ``plugin-no-collector``, ``plugin-no-queue`` -- ``plugin`` without one piece: the collector's
   request listener, or the queue sampler (the arrival tracker listens only where an arrival-rate
   user exists: see ``open-post-no-intended``);
@@ -47,7 +55,18 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("bare", "catch", "check", "user", "plugin", "lean", "lean-plugin")
+VARIANTS = (
+    "bare",
+    "catch",
+    "check",
+    "naive-check",
+    "user",
+    "plugin",
+    "plugin-idle",
+    "lean",
+    "lean-plugin",
+)
+IDLE_S = 20.0  # plugin-idle: seconds of once-a-second work counted (wall clock, under valgrind)
 #: The plugin with one piece taken out (``plugin-no-<piece>``): what that piece costs.
 PLUGIN_PIECES = {
     "collector": "Measurement._subscribe.<locals>.on_request",  # loadkit.plugin.measurement
@@ -66,6 +85,7 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
         BareUser,
         CatchUser,
         CheckUser,
+        NaiveCheckUser,
         _kit_user,
         _lean_user,
         bare_environment,
@@ -79,6 +99,10 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
         environment = bare_environment(CatchUser, url)
     elif variant == "check":
         environment = bare_environment(CheckUser, url)
+    elif variant == "naive-check":
+        environment = bare_environment(NaiveCheckUser, url)
+    elif variant == "plugin-idle":
+        environment = kit_environment(_kit_user(wait_s=1.0), url, results_dir)
     elif variant == "user":
         environment = bare_environment(_kit_user(), url)
     elif variant == "lean":
@@ -120,8 +144,24 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
         while done_requests() < count:
             gevent.sleep(0.001)
 
-    users = 1 if variant.startswith("open-post") else 10
+    users = 1 if variant.startswith(("open-post", "plugin-idle")) else 10
     environment.runner.start(users, spawn_rate=users)
+    if variant == "plugin-idle":
+        wait_for(1)
+        gevent.sleep(2.0)  # past the first second's set-up
+        subprocess.run(
+            ["callgrind_control", "--zero", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
+        )
+        start = done_requests()
+        started_s = time.perf_counter()
+        gevent.sleep(IDLE_S)
+        elapsed_s = time.perf_counter() - started_s
+        subprocess.run(
+            ["callgrind_control", "--dump", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
+        )
+        counted = done_requests() - start
+        print(f"COUNTED {counted} RATE 0 SECONDS {elapsed_s:.3f}", flush=True)
+        os._exit(0)
     wait_for(WARMUP_REQUESTS)
     subprocess.run(
         ["callgrind_control", "--zero", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
@@ -167,8 +207,8 @@ def instructions_of(dump_dir: Path) -> int:
 
 def run_variant(
     variant: str, url: str, requests: int, work: Path, rate_per_s: float
-) -> tuple[int, int, float]:
-    """(instructions, requests counted, their rate under valgrind) of one variant."""
+) -> tuple[int, int, float, float]:
+    """(instructions, requests counted, their rate under valgrind, idle seconds) of a variant."""
     dump_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=work))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOADKIT_", "LOCUST_"))}
     env.update(API_KEY="bench-key-not-secret", PYTHONPATH=str(HERE))
@@ -191,10 +231,10 @@ def run_variant(
         str(rate_per_s),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    match = re.search(r"COUNTED (\d+) RATE ([\d.]+)", done.stdout)
+    match = re.search(r"COUNTED (\d+) RATE ([\d.]+)(?: SECONDS ([\d.]+))?", done.stdout)
     if match is None:
         raise RuntimeError(f"{variant} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return instructions_of(dump_dir), int(match[1]), float(match[2])
+    return instructions_of(dump_dir), int(match[1]), float(match[2]), float(match[3] or 0)
 
 
 def main() -> int:
@@ -207,6 +247,13 @@ def main() -> int:
         default=0.0,
         help="open-post's rate per second under valgrind (default: 80%% of closed-post's "
         "rate when that ran first, else 60)",
+    )
+    parser.add_argument(
+        "--real-rps",
+        type=float,
+        default=8000.0,
+        help="the request rate at real speed the once-a-second work is spread over in the "
+        "corrected plugin rows (per_core.py's kit rate on one core; default 8000)",
     )
     parser.add_argument("--rate", type=float, default=60.0, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -223,12 +270,23 @@ def main() -> int:
 
     rows: list[tuple[str, float]] = []
     rates: dict[str, float] = {}
+    idle_per_s: float | None = None
     with nginx_target(cpu=1) as target, tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
             rate = args.open_rate or 0.8 * rates.get("closed-post", 75.0)
-            instructions, counted, rates[variant] = run_variant(
+            instructions, counted, rates[variant], idle_s = run_variant(
                 variant, target.url, args.requests, Path(tmp), rate
             )
+            if variant == "plugin-idle":
+                their_share = counted * dict(rows).get("user", 0.0)
+                idle_per_s = (instructions - their_share) / idle_s
+                print(
+                    f"plugin-idle: {idle_per_s:,.0f} instructions per second of once-a-second "
+                    f"work ({idle_s:.1f} s under valgrind, {counted} requests"
+                    + (" taken off at user's count)" if their_share else ", not taken off)"),
+                    file=sys.stderr,
+                )
+                continue
             per_request = instructions / counted
             label = f"{variant} at {rate:g}/s" if variant.startswith("open-post") else variant
             rows.append((label, per_request))
@@ -246,6 +304,18 @@ def main() -> int:
     first = rows[0][1]
     for variant, per_request in rows:
         print(f"| {variant} | {per_request:,.0f} | {per_request / first:.2f}× |")
+    if idle_per_s is not None:
+        print(
+            f"\nOnce-a-second work (plugin-idle): {idle_per_s:,.0f} "
+            f"instructions/s; at {args.real_rps:,.0f} requests/s that is "
+            f"{idle_per_s / args.real_rps:,.0f} per request.\n"
+        )
+        print("| variant, once-a-second work spread as at real speed | instructions/request |")
+        print("|---|---|")
+        for variant, per_request in rows:
+            if "plugin" in variant and rates.get(variant):
+                corrected = per_request - idle_per_s / rates[variant] + idle_per_s / args.real_rps
+                print(f"| {variant} | {corrected:,.0f} |")
     return 0
 
 

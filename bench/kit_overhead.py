@@ -26,6 +26,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -75,13 +76,31 @@ class CheckUser(FastHttpUser):
             expect_json(response, 200, equals={"status": "ok"})
 
 
-def _kit_user() -> type:
+class NaiveCheckUser(FastHttpUser):
+    """What a Locust user writes for the kit's health request: key header, plain body check."""
+
+    abstract = True
+    wait_time = constant(0)
+    default_headers = {"X-API-Key": KEY}  # noqa: RUF012  (Locust reads it from the class)
+
+    @task
+    def health(self) -> None:
+        with self.client.get("/health", catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}")
+            elif json.loads(response.content).get("status") != "ok":
+                response.failure("status is not ok")
+            else:
+                response.success()
+
+
+def _kit_user(wait_s: float = 0.0) -> type:
     from loadkit.plugin.user import PlatformUser
     from loadkit.workload.checks import expect_json
 
     class KitHealthUser(PlatformUser):
         abstract = True
-        wait_time = constant(0)
+        wait_time = constant(wait_s)
 
         @task
         def health(self) -> None:

@@ -16,10 +16,12 @@ Per run it measures:
 * peak RSS of the tree, exit code.
 
 Generators: ``wrk`` (the limit: C, event loop), ``bare`` (Locust FastHttpUser, one task,
-``constant(0)``, no body check: what the kit is built on), ``kit`` (``loadkit run health`` with
-its default outputs and verdict), ``lean`` (the kit's experimental lean client,
-``loadkit.leanclient``, on a bare Locust file). The table shows medians and (min-max) over the
-repeats, and ratios to bare Locust and to wrk.
+``constant(0)``, no body check: what the kit is built on), ``bare-checked`` (the same plus
+what the kit's scenario does on every request, written as a Locust user would: the API key
+header and a ``catch_response`` body check; the kit's own overhead is its cost over this),
+``kit`` (``loadkit run health`` with its default outputs and verdict), ``lean`` (the kit's lean
+client, ``loadkit.leanclient``, on a bare Locust file). The table shows medians and (min-max)
+over the repeats, and ratios to bare Locust and to wrk.
 
 Run (about 3 minutes with the defaults)::
 
@@ -83,6 +85,33 @@ class BarePostUser(FastHttpUser):
         self.client.post("/api/calls", json=PAYLOAD)
 '''
 
+BARE_CHECKED_LOCUSTFILE = '''"""Bare Locust doing the kit's health request: key header, body check.
+
+What a Locust user writes for the same work as ``loadkit run health``: the key in the client's
+default headers, ``catch_response`` and the body parsed and compared. The kit's overhead proper
+(its plugin, outputs, parent process) is the kit's cost over this one.
+"""
+import json
+import os
+
+from locust import FastHttpUser, constant, task
+
+
+class CheckedHealthUser(FastHttpUser):
+    wait_time = constant(0)
+    default_headers = {"X-API-Key": os.environ["API_KEY"]}
+
+    @task
+    def health(self):
+        with self.client.get("/health", catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}")
+            elif json.loads(response.content).get("status") != "ok":
+                response.failure("status is not ok")
+            else:
+                response.success()
+'''
+
 LEAN_LOCUSTFILE = '''"""The lean client on bare Locust: one task, no wait, no body check."""
 from locust import constant, task
 
@@ -117,7 +146,12 @@ def _python() -> str:
     return sys.executable
 
 
-LOCUSTFILES = {"bare": BARE_LOCUSTFILE, "bare_post": BARE_POST_LOCUSTFILE, "lean": LEAN_LOCUSTFILE}
+LOCUSTFILES = {
+    "bare": BARE_LOCUSTFILE,
+    "bare_checked": BARE_CHECKED_LOCUSTFILE,
+    "bare_post": BARE_POST_LOCUSTFILE,
+    "lean": LEAN_LOCUSTFILE,
+}
 
 
 def _locust(locustfile: str, *extra: str) -> Callable[[str, int, float, Path, str], list[str]]:
@@ -174,6 +208,9 @@ GENERATORS = {
     for g in (
         Generator("wrk", "wrk (1 thread)", _wrk),
         Generator("bare", "bare Locust FastHttpUser", _locust("bare")),
+        Generator(
+            "bare-checked", "bare Locust, key header and body check", _locust("bare_checked")
+        ),
         Generator("kit", "loadkit run health", _kit),
         Generator("lean", "bare Locust on loadkit's LeanHttpUser", _locust("lean")),
         Generator("kit-lean", "loadkit run health on LeanHttpUser", _kit, _kit_lean_env),
@@ -311,8 +348,36 @@ def print_table(runs: dict[str, list[Measured]], args: argparse.Namespace) -> No
             f"| {med(name, 'peak_rss_mb'):.0f} "
             f"| {' | '.join(ratios)} |" + ("" if codes == [0] else f" exit {codes}")
         )
+    print_paired_ratios(runs)
     server = [m.server_us_per_request for ms in runs.values() for m in ms]
     print(f"\nnginx's own CPU: {statistics.median(server):.1f} µs/request (median over all runs)")
+
+
+def print_paired_ratios(runs: dict[str, list[Measured]]) -> None:
+    """Each kit run against the base run of the same repeat, then the median of those ratios.
+
+    Runs of one repeat are seconds apart, so drift on a shared machine (another job starting)
+    hits both; the median of paired ratios is steadier than the ratio of two medians.
+    """
+    bases = [base for base in ("bare", "bare-checked") if base in runs]
+    lines = []
+    for name, measured in runs.items():
+        for base in bases:
+            if name == base or name == "wrk" or (base == "bare-checked" and name == "bare"):
+                continue
+            pairs = list(zip(measured, runs[base], strict=True))
+            rps = [m.rps / b.rps for m, b in pairs]
+            cpu = [m.steady_us_per_request / b.steady_us_per_request for m, b in pairs]
+            lines.append(
+                f"| {name} ÷ {base} | {statistics.median(rps):.3f} "
+                f"| {' '.join(f'{r:.2f}' for r in rps)} | {statistics.median(cpu):.3f} "
+                f"| {' '.join(f'{c:.2f}' for c in cpu)} |"
+            )
+    if lines:
+        print("\nPaired by repeat (each run against the base's run of the same repeat):\n")
+        print("| ratio | rps, median | rps, per repeat | CPU/req, median | CPU/req, per repeat |")
+        print("|---|---|---|---|---|")
+        print("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_one(GENERATORS[name], target, args, work, key)
                 runs[name].append(result)
                 print(
-                    f"run {repeat + 1}/{args.repeats} {name:>5}: {result.rps:>8,.0f} rps, "
+                    f"run {repeat + 1}/{args.repeats} {name:>12}: {result.rps:>8,.0f} rps, "
                     f"{result.steady_us_per_request:6.1f} µs/req steady, "
                     f"{result.whole_us_per_request:6.1f} whole run, exit {result.exit_code}",
                     flush=True,

@@ -109,7 +109,12 @@ def run_rate(rate: float, args: argparse.Namespace, target, work: Path, key: str
     match = SUMMARY_RE.search(log.read_text(errors="replace"))
     started, dropped = (int(match[1]), int(match[2])) if match else (-1, -1)
     if not posts:
-        raise RuntimeError(f"nginx logged no POST for rate {rate:g}; see {log}")
+        # The folder is deleted on the way out, so say what loadkit said (e.g. a safety limit:
+        # rates above 10,000/s per process need `-- --exceed-limits`).
+        last = (log.read_text(errors="replace").strip().splitlines() or ["<no output>"])[-1]
+        raise RuntimeError(
+            f"nginx logged no POST for rate {rate:g} (loadkit exited {run.exit_code}: {last})"
+        )
     start_s, end_s = posts[0].at_s + args.warmup_s, posts[-1].at_s - 1.0
     in_window = sum(1 for line in posts if start_s <= line.at_s < end_s)
     window_s = max(end_s - start_s, 1e-9)

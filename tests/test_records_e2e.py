@@ -83,7 +83,8 @@ def test_a_run_30_percent_slower_than_its_reference_fails_only_the_regression_cr
         equal = run_kit(args, env, results)
     with start_platform(TEST_API_KEY, extra_args=["--latency", f"GET /health={SLOWER_MS}"]) as slow:
         env = kit_env(slow.url, LOADKIT_TARGET_VERSION="platform-1.5.0")
-        slower = run_kit(args, env, results)
+        # ... measured on the lean client: the verdict says the generator changed too.
+        slower = run_kit([*args, "--http-client", "lean"], env, results)
 
     # The first run had nothing to compare with: passed, with a note, and became the reference.
     assert reference.exit_code == 0, reference.output
@@ -98,6 +99,7 @@ def test_a_run_30_percent_slower_than_its_reference_fails_only_the_regression_cr
     assert [c["status"] for c in same["criteria"]] == ["passed"] * 3
     assert same["reference"]["run"]["run_id"] == run_id(reference)
     assert same["reference"]["run"]["chosen_by"] == "marked with --save-reference"
+    assert not any("HTTP client" in note for note in same["notes"])  # both on FastHttpUser
     reference_p95 = by_label(same)["regression[0]"]["reference_value"]
     assert reference_p95 == first["totals"]["p95_ms"]
     assert REFERENCE_MS <= reference_p95 < REFERENCE_MS * 1.1
@@ -113,6 +115,9 @@ def test_a_run_30_percent_slower_than_its_reference_fails_only_the_regression_cr
     assert p95["threshold"] == pytest.approx(p95["reference_value"] * 1.2)
     assert "regression[0]" not in slower.output  # the console names criteria, not file keys
     assert "✗ p95" in slower.output and "more than +20%" in slower.output
+    change = "the reference ran on the fast HTTP client and this run on the lean one"
+    assert any(change in note for note in slower.verdict()["notes"]), slower.verdict()["notes"]
+    assert change in slower.output
 
     # Each run recorded once, with what ran where; nothing secret in the history.
     history = results / "history.sqlite"
@@ -122,6 +127,7 @@ def test_a_run_30_percent_slower_than_its_reference_fails_only_the_regression_cr
     assert [r["verdict"]["regressions"] for r in records] == [0, 0, 1]
     assert records[2]["target"] == {"url": slow.url, "version": "platform-1.5.0"}
     assert records[2]["kit"]["version"] and records[2]["reference_run_id"] == run_id(reference)
+    assert [r["kit"]["http_client"] for r in records] == ["fast", "fast", "lean"]
     assert records[2]["run_dir"] == slower.run_dir.name
     total = next(row for row in records[2]["requests"] if row["request"] == "total")
     assert total["count"] == slower.verdict()["totals"]["requests"] > 100
@@ -134,6 +140,7 @@ def test_a_run_30_percent_slower_than_its_reference_fails_only_the_regression_cr
     first_row = table[table.index(next(line for line in table if line.startswith("-----"))) + 1]
     assert first_row.split()[:2] == ["total", "count"]  # the total block comes first
     assert "regression (allowed +20%)" in done.output
+    assert "note: A ran on the fast HTTP client and B on the lean one" in done.output
     verdict_line = done.output.splitlines()[-1]
     assert "regressions beyond the tolerances: " in verdict_line
     assert "total p95 +" in verdict_line and "GET /health p95 +" in verdict_line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -208,8 +209,33 @@ def test_the_outputs_show_what_a_regression_was_judged_against(tmp_path: Path) -
     assert "regression[0] total p95 <= 48 ms (reference 40 ms +20%)" in names
 
 
+@pytest.mark.parametrize(
+    ("theirs", "ours", "noted"),
+    [("lean", "fast", True), ("fast", "lean", True), ("fast", "fast", False),
+     (None, "lean", False), ("lean", None, False)],
+)  # fmt: skip
+def test_a_reference_on_another_http_client_is_noted(
+    theirs: str | None, ours: str | None, noted: bool
+) -> None:
+    found = reference_of(40.0, 100.0).run
+    assert found is not None
+    lookup = ReferenceLookup(replace(found, http_client=theirs), "history.sqlite", ours)
+    verdict = evaluate(health_rows(52.0, 95.0), baseline(), profile="average", reference=lookup)
+    changed = [note for note in verdict.notes if "HTTP client" in note]
+    if noted:
+        assert changed == [
+            f"the reference ran on the {theirs} HTTP client and this run on the {ours} one: the "
+            "generator changed too, so a change in latency or rate is not the platform's alone"
+        ]
+    else:
+        assert changed == []
+    assert verdict.exit_code == EXIT_FAILED  # a note, not a verdict: the regression still fails
+
+
 def test_a_plan_carries_the_reference_to_the_locust_process(tmp_path: Path) -> None:
-    lookup = reference_of(40.0, 100.0, {"total": {"p95": Spread(38.0, 45.0, 4)}})
+    found = reference_of(40.0, 100.0, {"total": {"p95": Spread(38.0, 45.0, 4)}}).run
+    assert found is not None
+    lookup = ReferenceLookup(replace(found, http_client="lean"), "history.sqlite", "fast")
     plan = RunPlan("health", "average", (Stage(1.0, 1),), baseline=baseline(), reference=lookup)
     again = RunPlan.read(plan.write(tmp_path / "plan.json"))
     assert again.reference == lookup

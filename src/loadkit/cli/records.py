@@ -44,7 +44,9 @@ def with_reference(plan: RunPlan, settings: Settings, explicit: str | None) -> R
         return plan
     spread_runs = plan.baseline.regression_policy.spread_runs if plan.baseline else 0
     try:
-        lookup = lookup_reference(HistoryStore(settings.history_path), plan, explicit, spread_runs)
+        lookup = lookup_reference(
+            HistoryStore(settings.history_path), plan, explicit, spread_runs, settings.http_client
+        )
     except (RunNotFound, HistoryError) as exc:
         raise UsageError(f"--reference: {exc}" if explicit else str(exc)) from None
     return replace(plan, reference=lookup)

@@ -107,6 +107,9 @@ class ReferenceRun:
     run_dir: str | None = None
     spread: Mapping[str, Mapping[str, Spread]] = field(default_factory=dict)
     """Per request and metric, the spread of the earlier passing runs (``core.regression``)."""
+    http_client: str | None = None
+    """The HTTP client the reference ran on (``fast``/``lean``); None in records kept before
+    the kit noted it."""
 
     def value(self, request: str, metric: str) -> float | None:
         return metric_value(self.requests.get(request), metric)
@@ -129,6 +132,7 @@ class ReferenceRun:
             "chosen_by": self.chosen_by,
             "started_at": self.started_at,
             "run_dir": self.run_dir,
+            "http_client": self.http_client,
             "requests": [dict(row) for row in self.requests.values()],
             "spread": {
                 request: {metric: s.to_list() for metric, s in metrics.items()}
@@ -143,6 +147,7 @@ class ReferenceRun:
             chosen_by=str(data["chosen_by"]),
             started_at=data.get("started_at"),
             run_dir=data.get("run_dir"),
+            http_client=data.get("http_client"),
             requests=rows_by_request(data["requests"]),
             spread={
                 request: {m: Spread(float(lo), float(hi), int(n)) for m, (lo, hi, n) in d.items()}
@@ -158,11 +163,38 @@ class ReferenceLookup:
 
     run: ReferenceRun | None
     searched: str
+    http_client: str | None = None
+    """The HTTP client of the run being judged, known where the reference is looked up: set
+    against the reference's, it tells a change of generator from a change of platform."""
+
+    def generator_change(self) -> str | None:
+        """A note when the reference ran on another HTTP client than this run; else None.
+
+        The lean client spends about half of FastHttpUser's CPU per request, so on a busy
+        generator the same platform reads faster on it: a regression or an improvement across
+        a change of client may be the generator's, not the platform's.
+        """
+        theirs = self.run.http_client if self.run is not None else None
+        if theirs is None or self.http_client is None or theirs == self.http_client:
+            return None
+        return (
+            f"the reference ran on the {theirs} HTTP client and this run on the "
+            f"{self.http_client} one: the generator changed too, so a change in latency or "
+            "rate is not the platform's alone"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": None if self.run is None else self.run.to_dict(), "searched": self.searched}
+        return {
+            "run": None if self.run is None else self.run.to_dict(),
+            "searched": self.searched,
+            "http_client": self.http_client,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReferenceLookup:
         run = data.get("run")
-        return cls(None if run is None else ReferenceRun.from_dict(run), str(data["searched"]))
+        return cls(
+            None if run is None else ReferenceRun.from_dict(run),
+            str(data["searched"]),
+            data.get("http_client"),
+        )

@@ -340,7 +340,9 @@ def judge_regressions(
         return results, ()
     run = lookup.run if lookup is not None else None
     if run is not None:
-        return results, (f"regression criteria judged against {run.describe()}",)
+        judged = f"regression criteria judged against {run.describe()}"
+        change = lookup.generator_change() if lookup is not None else None
+        return results, (judged,) if change is None else (judged, change)
     where = lookup.searched if lookup is not None else "no reference was looked up"
     policy = baseline.regression_policy.no_reference
     outcome = "they fail the run" if policy == "fail" else "they are skipped"

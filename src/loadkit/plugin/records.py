@@ -68,7 +68,7 @@ def install_records(environment: Environment, ctx: KitContext) -> None:
         store = HistoryStore(path)
         spread_runs = baseline.regression_policy.spread_runs
         try:
-            lookup = lookup_reference(store, plan, None, spread_runs)
+            lookup = lookup_reference(store, plan, None, spread_runs, ctx.settings.http_client)
         except (HistoryError, RunNotFound) as exc:
             lookup = ReferenceLookup(None, str(exc))
         ctx.run = replace(plan, reference=lookup)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -112,13 +112,19 @@ def reference_run(record: Mapping[str, Any], why: str) -> ReferenceRun:
         chosen_by=why,
         started_at=record.get("started_at"),
         run_dir=record.get("run_dir"),
+        http_client=(record.get("kit") or {}).get("http_client"),
     )
 
 
 def lookup_reference(
-    store: HistoryStore, plan: RunPlan, explicit: str | None, spread_runs: int
+    store: HistoryStore,
+    plan: RunPlan,
+    explicit: str | None,
+    spread_runs: int,
+    http_client: str | None = None,
 ) -> ReferenceLookup:
-    """The reference of a new run of ``plan``; ``RunNotFound`` when ``explicit`` names none."""
+    """The reference of a new run of ``plan`` on ``http_client``; ``RunNotFound`` when
+    ``explicit`` names none."""
     assert plan.scenario is not None
     key = SeriesKey(plan.scenario, plan.profile, load_key(plan))
     if explicit is not None:
@@ -130,13 +136,12 @@ def lookup_reference(
         searched = (
             f"{store.path}: no passing run of {key} with this load ({describe_load(plan)})"
         )  # fmt: skip
-        return ReferenceLookup(None, searched)
+        return ReferenceLookup(None, searched, http_client)
     record, why = found
     run = reference_run(record, why)
     spread = spread_among(store, key, list(run.requests), spread_runs)
     return ReferenceLookup(
-        ReferenceRun(run.run_id, run.requests, why, run.started_at, run.run_dir, spread),
-        f"{store.path}: {key}",
+        replace(run, spread=spread), f"{store.path}: {key}", http_client=http_client
     )
 
 

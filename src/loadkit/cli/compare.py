@@ -24,7 +24,7 @@ from loadkit.core.comparison import (
     parse_tolerances,
 )
 from loadkit.core.exit_codes import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED
-from loadkit.core.reference import rows_by_request
+from loadkit.core.reference import http_client_change, rows_by_request
 from loadkit.core.regression import IMPROVEMENT, REGRESSION, format_value, tolerance_text
 from loadkit.results.history import HistoryError, HistoryStore
 from loadkit.results.references import (
@@ -189,12 +189,12 @@ def render(
             "note: A and B are not runs of the same scenario, profile and load: "
             "read the changes with care"
         )
-    clients = [(side.get("kit") or {}).get("http_client") for side in (a, b)]
-    if None not in clients and clients[0] != clients[1]:
-        lines.append(
-            f"note: A ran on the {clients[0]} HTTP client and B on the {clients[1]} one: the "
-            "generator changed too, so latencies and rates are not the platform's alone"
-        )
+    client_change = http_client_change(
+        ("A", (a.get("kit") or {}).get("http_client")),
+        ("B", (b.get("kit") or {}).get("http_client")),
+    )
+    if client_change is not None:
+        lines.append(f"note: {client_change}")
     header = ("request", "metric", "A", "B", "change", "judgement")
     table = [header]
     previous = None

@@ -156,6 +156,20 @@ class ReferenceRun:
         )
 
 
+def http_client_change(before: tuple[str, str | None], after: tuple[str, str | None]) -> str | None:
+    """``A ran on the fast HTTP client and B on the lean one: ...`` for two (who, client)
+    pairs whose clients are known and differ; None otherwise. One wording for the verdict's
+    reference and ``loadkit compare``."""
+    (before_who, before_client), (after_who, after_client) = before, after
+    if before_client is None or after_client is None or before_client == after_client:
+        return None
+    return (
+        f"{before_who} ran on the {before_client} HTTP client and {after_who} on the "
+        f"{after_client} one: the generator changed too, so a change in latency or rate is not "
+        "the platform's alone"
+    )
+
+
 @dataclass(frozen=True)
 class ReferenceLookup:
     """The outcome of looking for a reference: the run found, or None, and where it was sought
@@ -175,13 +189,7 @@ class ReferenceLookup:
         a change of client may be the generator's, not the platform's.
         """
         theirs = self.run.http_client if self.run is not None else None
-        if theirs is None or self.http_client is None or theirs == self.http_client:
-            return None
-        return (
-            f"the reference ran on the {theirs} HTTP client and this run on the "
-            f"{self.http_client} one: the generator changed too, so a change in latency or "
-            "rate is not the platform's alone"
-        )
+        return http_client_change(("the reference", theirs), ("this run", self.http_client))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nginx_target import NginxTarget, nginx_target, pinned
@@ -236,6 +236,26 @@ def generator_env(key: str) -> dict[str, str]:
     return env
 
 
+def cpu_jiffies(cpu: int | None) -> tuple[int, int]:
+    """(steal, total) jiffies of one CPU (or all) from ``/proc/stat``; (0, 0) where unreadable.
+
+    Steal is time the hypervisor gave this virtual CPU's slot to another guest: on a shared
+    host it is the usual cause of one run being slower than the next with nothing else changed.
+    """
+    label = "cpu" if cpu is None else f"cpu{cpu}"
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            for line in stat:
+                fields = line.split()
+                if fields and fields[0] == label:
+                    values = [int(v) for v in fields[1:]]
+                    # user nice system idle iowait irq softirq steal (guest time is in user)
+                    return (values[7] if len(values) > 7 else 0), sum(values[:8])
+    except OSError:
+        pass
+    return 0, 0
+
+
 @dataclass(frozen=True)
 class Measured:
     """One run of one generator."""
@@ -248,6 +268,8 @@ class Measured:
     peak_rss_mb: float
     exit_code: int
     server_us_per_request: float
+    steal_share: float = 0.0
+    """Share of the generator CPU's time stolen by the hypervisor during the run."""
 
 
 def measure(
@@ -281,6 +303,8 @@ def run_one(
 ) -> Measured:
     offset = target.log_offset()
     server_before_s = target.cpu_s()
+    cpu = GENERATOR_CPU if args.pin else None
+    steal_before, total_before = cpu_jiffies(cpu)
     command = generator.command(target.url, args.connections, args.duration_s, work, key)
     log = work / f"{generator.name}-{time.time():.0f}.log"
     env = generator_env(key)
@@ -294,6 +318,11 @@ def run_one(
         timeout_s=args.duration_s + 120,
     )
     result = measure(run, target, offset, args.warmup_s, target.cpu_s() - server_before_s)
+    steal_after, total_after = cpu_jiffies(cpu)
+    if total_after > total_before:
+        result = replace(
+            result, steal_share=(steal_after - steal_before) / (total_after - total_before)
+        )
     if run.exit_code != 0:
         print(f"  note: {generator.name} exited {run.exit_code} (output: {log})", flush=True)
     return result
@@ -322,7 +351,7 @@ def print_table(runs: dict[str, list[Measured]], args: argparse.Namespace) -> No
 
     header = (
         "| generator | rps (nginx count, steady) | CPU µs/req (steady) | CPU µs/req (whole run) "
-        "| generator CPU | peak RSS MB | rps ÷ bare | CPU/req ÷ bare | CPU/req ÷ wrk |"
+        "| generator CPU | steal | peak RSS MB | rps ÷ bare | CPU/req ÷ bare | CPU/req ÷ wrk |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -345,6 +374,7 @@ def print_table(runs: dict[str, list[Measured]], args: argparse.Namespace) -> No
             f"| {_fmt([m.steady_us_per_request for m in measured], '.1f')} "
             f"| {_fmt([m.whole_us_per_request for m in measured], '.1f')} "
             f"| {med(name, 'steady_cpu_share'):.0%} "
+            f"| {_fmt([m.steal_share * 100 for m in measured], '.1f')}% "
             f"| {med(name, 'peak_rss_mb'):.0f} "
             f"| {' | '.join(ratios)} |" + ("" if codes == [0] else f" exit {codes}")
         )
@@ -413,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"run {repeat + 1}/{args.repeats} {name:>12}: {result.rps:>8,.0f} rps, "
                     f"{result.steady_us_per_request:6.1f} µs/req steady, "
-                    f"{result.whole_us_per_request:6.1f} whole run, exit {result.exit_code}",
+                    f"{result.whole_us_per_request:6.1f} whole run, "
+                    f"steal {result.steal_share:.1%}, exit {result.exit_code}",
                     flush=True,
                 )
     print_table(runs, args)

@@ -149,33 +149,30 @@ def child(variant: str, url: str, requests: int, results_dir: str, rate_per_s: f
     if variant == "plugin-idle":
         wait_for(1)
         gevent.sleep(2.0)  # past the first second's set-up
-        subprocess.run(
-            ["callgrind_control", "--zero", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
-        )
-        start = done_requests()
-        started_s = time.perf_counter()
-        gevent.sleep(IDLE_S)
-        elapsed_s = time.perf_counter() - started_s
-        subprocess.run(
-            ["callgrind_control", "--dump", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
-        )
-        counted = done_requests() - start
-        print(f"COUNTED {counted} RATE 0 SECONDS {elapsed_s:.3f}", flush=True)
-        os._exit(0)
-    wait_for(WARMUP_REQUESTS)
-    subprocess.run(
-        ["callgrind_control", "--zero", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
-    )
+    else:
+        wait_for(WARMUP_REQUESTS)
+    callgrind("--zero")
     start = done_requests()
     started_s = time.perf_counter()
-    wait_for(start + requests)
+    if variant == "plugin-idle":
+        gevent.sleep(IDLE_S)
+    else:
+        wait_for(start + requests)
     elapsed_s = time.perf_counter() - started_s
-    subprocess.run(
-        ["callgrind_control", "--dump", str(os.getpid())], check=True, stdout=subprocess.DEVNULL
-    )
+    callgrind("--dump")
     counted = done_requests() - start
-    print(f"COUNTED {counted} RATE {counted / elapsed_s:.1f}", flush=True)
+    if variant == "plugin-idle":
+        print(f"COUNTED {counted} RATE 0 SECONDS {elapsed_s:.3f}", flush=True)
+    else:
+        print(f"COUNTED {counted} RATE {counted / elapsed_s:.1f}", flush=True)
     os._exit(0)
+
+
+def callgrind(action: str) -> None:
+    """Zero (``--zero``) or dump (``--dump``) this process's counts, from inside callgrind."""
+    subprocess.run(
+        ["callgrind_control", action, str(os.getpid())], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def remove_piece(environment: Any, piece: str) -> None:

@@ -239,8 +239,9 @@ def generator_env(key: str) -> dict[str, str]:
 def cpu_jiffies(cpu: int | None) -> tuple[int, int]:
     """(steal, total) jiffies of one CPU (or all) from ``/proc/stat``; (0, 0) where unreadable.
 
-    Steal is time the hypervisor gave this virtual CPU's slot to another guest: on a shared
-    host it is the usual cause of one run being slower than the next with nothing else changed.
+    Steal is time the hypervisor gave this virtual CPU's slot to another guest: the one sign of
+    a neighbour a guest can read. It is not the whole story (docs/performance.md: runs here
+    spread by up to 60% with steal under 2%: shared caches and memory bandwidth do not show).
     """
     label = "cpu" if cpu is None else f"cpu{cpu}"
     try:

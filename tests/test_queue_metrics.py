@@ -12,6 +12,7 @@ from loadkit.observe.queue_metrics import (
     increase,
     keep_draining,
     run_jobs,
+    unfinished,
 )
 
 
@@ -73,6 +74,22 @@ def test_keep_draining_until_empty_or_the_bound() -> None:
     assert not keep_draining(busy, load_stopped_s=1.0, now_s=31.0, max_drain_s=30)
     assert not keep_draining(series({"depth": [5, 0]}), 1.0, 2.0, 30)
     assert not keep_draining([], 1.0, 2.0, 30)  # never read: nothing to follow
+
+
+def test_a_job_a_worker_still_holds_keeps_the_drain_going() -> None:
+    # Depth 0 at 2 s, but one job is still running: its completion is not yet counted, so the
+    # drain goes on to the reading at 3 s, where nothing is due or running.
+    samples = series({"depth": [0, 6, 0, 0], "active": [1, 1, 1, 0], "completed": [0, 3, 8, 9]})
+    assert keep_draining(samples[:3], load_stopped_s=1.0, now_s=2.0, max_drain_s=30)
+    assert not keep_draining(samples, load_stopped_s=1.0, now_s=3.0, max_drain_s=30)
+    result = drain(samples, load_stopped_s=1.0)
+    assert result is not None
+    assert (result.backlog_at_stop, result.drained_after_s, result.remaining) == (7, 2.0, 0)
+    held = drain(samples[:3], load_stopped_s=1.0)
+    assert held is not None and not held.drained and held.remaining == 1
+    assert unfinished({"depth": 2, "active": 3}) == 5
+    assert unfinished({"depth": 2}) == 2  # a source that does not read active
+    assert unfinished({"active": 3}) is None
 
 
 def test_a_stalled_consumer_is_found_one_window_after_it_stops() -> None:

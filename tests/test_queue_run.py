@@ -113,7 +113,10 @@ def test_report_splits_the_load_from_the_drain() -> None:
         "    processing rate: 5.571/s (39 jobs completed, 0 failed during the run, "
         "from `completed`)"
     ) in lines
-    assert "    drain: 9 jobs due when the load stopped; drained after 2 s (bound 30 s)" in lines
+    assert (
+        "    drain: 9 jobs due or running when the load stopped; drained after 2 s (bound 30 s)"
+        in lines
+    )
     assert "    1 readings failed" in lines
     data = json.loads(json.dumps(queue_to_dict(report)))
     assert data["drain"] == {
@@ -135,7 +138,8 @@ def test_report_of_a_backlog_that_did_not_drain_a_pause_and_a_stall() -> None:
     assert report.stall is not None and report.stall.startswith("stalled consumer: 15 jobs")
     text = "\n".join(render_queue(report))
     assert (
-        "drain: 20 jobs due when the load stopped; ✗ NOT drained within 2 s: 20 still due" in text
+        "drain: 20 jobs due or running when the load stopped; "
+        "✗ NOT drained within 2 s: 20 still due or running" in text
     )
     assert "PAUSED: the queue was paused" in text
     assert "✗ stalled consumer: 15 jobs due and not processed (15 overdue, 0 waiting)" in text

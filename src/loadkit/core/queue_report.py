@@ -14,17 +14,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class QueueDrain:
-    """The due backlog after the load stopped, followed for at most ``max_s`` seconds."""
+    """The unfinished work after the load stopped, followed for at most ``max_s`` seconds.
+
+    Unfinished is the depth (due jobs no worker has) plus the jobs workers hold (``active``,
+    where the source reads it): a job a worker still holds is not done, and the run's job count
+    is read at the end of the drain."""
 
     max_s: float
     """The bound (``LOADKIT_QUEUE_DRAIN_MAX_S``)."""
     backlog_at_stop: float
-    """Depth (due jobs not being processed) in the reading taken when the load stopped."""
+    """Unfinished jobs in the reading taken when the load stopped."""
     drained_after_s: float | None
-    """Seconds from the end of the load to the first reading with depth 0 (0: nothing was due);
-    None when the backlog did not drain within the bound."""
+    """Seconds from the end of the load to the first reading with none unfinished (0: none
+    was); None when the backlog did not drain within the bound."""
     remaining: float
-    """Depth at the last reading: what was still due when the kit stopped watching."""
+    """Unfinished jobs at the last reading: still due or running when the kit stopped
+    watching."""
     skipped: str = ""
     """Why the drain was not followed (e.g. the run was interrupted); empty when it was."""
 

@@ -26,6 +26,8 @@ Sample = tuple[float, Mapping[str, float]]
 COMPLETED_FIELDS: Final = ("completed_total", "completed")
 FAILED_FIELDS: Final = ("failed_total", "failed")
 DEPTH: Final = "depth"
+#: Jobs a worker has taken and not finished: part of the drain, not of the depth.
+ACTIVE: Final = "active"
 
 
 def counter_field(samples: Sequence[Sample], candidates: Sequence[str]) -> str | None:
@@ -94,17 +96,30 @@ def run_jobs(
     )
 
 
+def unfinished(reading: Mapping[str, float], field: str = DEPTH) -> float | None:
+    """Work still to finish: ``field`` (the due jobs no worker has) plus the ``active`` jobs when
+    the reading has them; None when it lacks ``field``.
+
+    The drain follows this sum, not the depth alone: at the reading that first shows depth 0, a
+    worker may still hold the last jobs, and a job count read there would miss them.
+    """
+    if field not in reading:
+        return None
+    return reading[field] + reading.get(ACTIVE, 0)
+
+
 @dataclass(frozen=True)
 class Drain:
-    """How the backlog went down after the load stopped."""
+    """How the unfinished work (:func:`unfinished`) went down after the load stopped."""
 
     backlog_at_stop: float
-    """``depth`` at the last sample taken at or before the stop (the first after it if none)."""
+    """Unfinished work at the last sample taken at or before the stop (the first after it if
+    none)."""
     drained_after_s: float | None
-    """Seconds from the stop to the first sample with ``depth`` 0; None if none came. The queue
-    emptied at most one sampling interval before that."""
+    """Seconds from the stop to the first sample with no unfinished work; None if none came. The
+    queue emptied at most one sampling interval before that."""
     remaining: float
-    """``depth`` at the last sample: what was still due and unprocessed when sampling ended."""
+    """Unfinished work at the last sample: still due or running when sampling ended."""
 
     @property
     def drained(self) -> bool:
@@ -113,7 +128,11 @@ class Drain:
 
 def drain(samples: Sequence[Sample], load_stopped_s: float, field: str = DEPTH) -> Drain | None:
     """The drain after ``load_stopped_s``; None when no sample has ``field``."""
-    series = [(t_s, reading[field]) for t_s, reading in samples if field in reading]
+    series = [
+        (t_s, value)
+        for t_s, reading in samples
+        if (value := unfinished(reading, field)) is not None
+    ]
     if not series:
         return None
     before = [value for t_s, value in series if t_s <= load_stopped_s]
@@ -134,13 +153,14 @@ def keep_draining(
     max_drain_s: float,
     field: str = DEPTH,
 ) -> bool:
-    """Whether a sampler should go on after the load stopped: the last reading still shows due
-    work and the drain bound is not reached. No reading at all (the source failed during the load
-    and at its end, e.g. a rejected key): stop, there is nothing known to follow, and waiting out
-    the bound only delays the verdict by up to ``max_drain_s``."""
+    """Whether a sampler should go on after the load stopped: the last reading still shows
+    unfinished work (due, or held by a worker) and the drain bound is not reached. No reading at
+    all (the source failed during the load and at its end, e.g. a rejected key): stop, there is
+    nothing known to follow, and waiting out the bound only delays the verdict by up to
+    ``max_drain_s``."""
     if now_s - load_stopped_s >= max_drain_s:
         return False
-    values = [reading[field] for _, reading in samples if field in reading]
+    values = [value for _, reading in samples if (value := unfinished(reading, field)) is not None]
     return bool(values) and values[-1] > 0
 
 
@@ -226,7 +246,7 @@ def stalls(
             continue
         if any(increase(span, name) for name in finished):
             continue
-        active = [reading["active"] for _, reading in span if "active" in reading]
+        active = [reading[ACTIVE] for _, reading in span if ACTIVE in reading]
         yield Stall(span[0][0], end_s, due_before, due_after, max(active) if active else None)
 
 

@@ -178,7 +178,9 @@ class RedisQueueSource:
     queue is read by :class:`BullQueueSource`, which also tells overdue jobs from later ones.
     ``keys`` maps each state to the keys whose lengths add up to it. A key that does not exist
     counts 0: Redis deletes an empty list or set, so an idle queue has no keys at all. The depth
-    is ``waiting`` unless ``depth_fields`` say otherwise.
+    is ``waiting`` unless ``depth_fields`` say otherwise. The lengths are read in one MULTI/EXEC,
+    at one instant: a job moving from ``active`` to ``completed`` between two separate reads
+    would be counted in neither, and the drain could end before its last job is counted.
     """
 
     def __init__(
@@ -234,7 +236,7 @@ class RedisQueueSource:
             for key in keys:
                 pipe.type(key)
             types = [_text(t) for t in pipe.execute()]
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=True)
             counted: list[str] = []
             for key, kind in zip(keys, types, strict=True):
                 if kind == "none":

@@ -67,8 +67,8 @@ def _jobs_line(report: QueueReport) -> str:
 
 
 def drain_text(drain: QueueDrain) -> str:
-    """``drain: 40 jobs due when the load stopped; drained after 4.2 s (bound 30 s)``."""
-    backlog = f"{format_number(drain.backlog_at_stop)} jobs due when the load stopped"
+    """``drain: 40 jobs due or running when the load stopped; drained after 4.2 s (bound 30 s)``."""
+    backlog = f"{format_number(drain.backlog_at_stop)} jobs due or running when the load stopped"
     if drain.skipped:
         return f"drain: {backlog}; not followed: {drain.skipped}"
     bound = format_number(drain.max_s)
@@ -78,7 +78,7 @@ def drain_text(drain: QueueDrain) -> str:
         after = format_number(round(drain.drained_after_s, 1))
         return f"drain: {backlog}; drained after {after} s (bound {bound} s)"
     remaining = format_number(drain.remaining)
-    return f"drain: {backlog}; ✗ NOT drained within {bound} s: {remaining} still due"
+    return f"drain: {backlog}; ✗ NOT drained within {bound} s: {remaining} still due or running"
 
 
 def queue_to_dict(report: QueueReport | None) -> dict[str, Any] | None:

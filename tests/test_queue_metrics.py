@@ -63,6 +63,7 @@ def test_a_backlog_that_does_not_drain_is_reported_with_what_remains() -> None:
     result = drain(samples, load_stopped_s=1.0)
     assert result is not None and not result.drained
     assert (result.backlog_at_stop, result.remaining) == (50, 44)
+    assert result.remaining_running is None  # no active read: not split
     assert drain(samples, load_stopped_s=1.0, field="overdue") is None
     empty_at_stop = drain(series({"depth": [3, 0, 0]}), load_stopped_s=1.0)
     assert empty_at_stop is not None and empty_at_stop.drained_after_s == 0.0
@@ -86,7 +87,8 @@ def test_a_job_a_worker_still_holds_keeps_the_drain_going() -> None:
     assert result is not None
     assert (result.backlog_at_stop, result.drained_after_s, result.remaining) == (7, 2.0, 0)
     held = drain(samples[:3], load_stopped_s=1.0)
-    assert held is not None and not held.drained and held.remaining == 1
+    assert held is not None and not held.drained
+    assert (held.remaining, held.remaining_running) == (1, 1)
     assert unfinished({"depth": 2, "active": 3}) == 5
     assert unfinished({"depth": 2}) == 2  # a source that does not read active
     assert unfinished({"active": 3}) is None

@@ -30,6 +30,8 @@ class QueueDrain:
     remaining: float
     """Unfinished jobs at the last reading: still due or running when the kit stopped
     watching."""
+    remaining_running: float | None = None
+    """Of ``remaining``, the jobs workers held (None: the source does not read ``active``)."""
     skipped: str = ""
     """Why the drain was not followed (e.g. the run was interrupted); empty when it was."""
 

@@ -120,6 +120,9 @@ class Drain:
     queue emptied at most one sampling interval before that."""
     remaining: float
     """Unfinished work at the last sample: still due or running when sampling ended."""
+    remaining_running: float | None = None
+    """Of ``remaining``, the jobs a worker held (None: the source does not read ``active``):
+    long jobs still running are not the same news as due work nobody took."""
 
     @property
     def drained(self) -> bool:
@@ -143,7 +146,8 @@ def drain(samples: Sequence[Sample], load_stopped_s: float, field: str = DEPTH) 
     else:
         first_empty = next((t_s for t_s, value in after if value == 0), None)
         drained_after_s = None if first_empty is None else first_empty - load_stopped_s
-    return Drain(backlog, drained_after_s, series[-1][1])
+    last_reading = next(reading for _, reading in reversed(samples) if field in reading)
+    return Drain(backlog, drained_after_s, series[-1][1], last_reading.get(ACTIVE))
 
 
 def keep_draining(

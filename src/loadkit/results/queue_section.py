@@ -77,8 +77,16 @@ def drain_text(drain: QueueDrain) -> str:
             return f"drain: {backlog}: nothing to drain"
         after = format_number(round(drain.drained_after_s, 1))
         return f"drain: {backlog}; drained after {after} s (bound {bound} s)"
-    remaining = format_number(drain.remaining)
-    return f"drain: {backlog}; ✗ NOT drained within {bound} s: {remaining} still due or running"
+    return f"drain: {backlog}; ✗ NOT drained within {bound} s: {_remaining_text(drain)}"
+
+
+def _remaining_text(drain: QueueDrain) -> str:
+    """``12 still due or running``, split where the source read the running jobs:
+    ``0 still due, 3 running`` (long jobs, not a stuck queue)."""
+    if drain.remaining_running is None:
+        return f"{format_number(drain.remaining)} still due or running"
+    due = format_number(drain.remaining - drain.remaining_running)
+    return f"{due} still due, {format_number(drain.remaining_running)} running"
 
 
 def queue_to_dict(report: QueueReport | None) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,10 +49,15 @@ def test_scaled_spike_reaches_its_peak_with_the_shape_on_the_master(
     with (result.run_dir / "stats_stats_history.csv").open() as f:
         users = [int(row["User Count"]) for row in csv.DictReader(f) if row["Name"] == "Aggregated"]
     peak_at = users.index(max(users))
-    # 100 users x 0.2, split over two workers. The spike is a triangle (30 s up, 30 s down,
-    # 3 s each here) and Locust's history samples the master's count once a second, from the
-    # workers' reports: the very top can fall between two samples on a busy machine (17 was
-    # seen with the suite's other shard running), but never above 20, nor one worker's share.
+    # 100 users x 0.2, split over two workers: the master logs each completed spawn with the
+    # total over both workers, so the peak is exact there.
+    log = (result.run_dir / "locust.log").read_text()
+    spawned = [int(n) for n in re.findall(r"All users spawned: .* \((\d+) total users\)", log)]
+    assert max(spawned) == 20, spawned
+    # The spike is a triangle (30 s up, 30 s down, 3 s each here) and Locust's history samples
+    # the master's count once a second, from the workers' reports: the very top can fall
+    # between two samples on a busy machine (17 was seen with the suite's other shard running),
+    # but never above 20, nor one worker's share.
     assert 16 <= max(users) <= 20, users
     assert min(users[peak_at:]) <= 1  # and back down after the spike
     report = (result.run_dir / "profile_report.txt").read_text()

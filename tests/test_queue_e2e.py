@@ -97,10 +97,14 @@ def test_a_slow_dialer_passes_and_its_backlog_drains_after_the_load(
     assert drain["backlog_at_stop"] > 0, queue
     assert drain["drained"] and 0 < drain["drained_after_s"] <= drain["max_s"] == 30, drain
     assert drain["remaining"] == 0
-    # The job count is BullMQ's: every call was completed by the end of the drain (its last
-    # calls, due within 3 s of the stop, came due while it was followed), none failed.
+    # The job count is BullMQ's: every call was taken by the end of the drain (its last calls,
+    # due within 3 s of the stop, came due while it was followed), none failed. The drain ends
+    # when nothing is due; the one worker may still hold a job then (read in the same instant,
+    # by one script), which is reported, not waited for, and completes after.
     calls = posted_calls(result.output)
-    assert queue["jobs_completed"] == bullmq["completed"] == calls, (queue, bullmq)
+    assert drain["still_running"] in (0, 1), drain
+    finished = queue["jobs_completed"] + drain["still_running"]
+    assert finished == bullmq["completed"] == calls, (queue, bullmq)
     assert queue["jobs_failed"] == 0
     assert 10 < queue["processing_rate_per_s"] < 50
     assert "drained after" in result.output and queue["depth_meaning"] in result.output

@@ -12,7 +12,6 @@ from loadkit.observe.queue_metrics import (
     increase,
     keep_draining,
     run_jobs,
-    unfinished,
 )
 
 
@@ -63,7 +62,6 @@ def test_a_backlog_that_does_not_drain_is_reported_with_what_remains() -> None:
     result = drain(samples, load_stopped_s=1.0)
     assert result is not None and not result.drained
     assert (result.backlog_at_stop, result.remaining) == (50, 44)
-    assert result.remaining_running is None  # no active read: not split
     assert drain(samples, load_stopped_s=1.0, field="overdue") is None
     empty_at_stop = drain(series({"depth": [3, 0, 0]}), load_stopped_s=1.0)
     assert empty_at_stop is not None and empty_at_stop.drained_after_s == 0.0
@@ -77,21 +75,16 @@ def test_keep_draining_until_empty_or_the_bound() -> None:
     assert not keep_draining([], 1.0, 2.0, 30)  # never read: nothing to follow
 
 
-def test_a_job_a_worker_still_holds_keeps_the_drain_going() -> None:
-    # Depth 0 at 2 s, but one job is still running: its completion is not yet counted, so the
-    # drain goes on to the reading at 3 s, where nothing is due or running.
-    samples = series({"depth": [0, 6, 0, 0], "active": [1, 1, 1, 0], "completed": [0, 3, 8, 9]})
-    assert keep_draining(samples[:3], load_stopped_s=1.0, now_s=2.0, max_drain_s=30)
-    assert not keep_draining(samples, load_stopped_s=1.0, now_s=3.0, max_drain_s=30)
+def test_jobs_a_worker_still_holds_are_reported_not_waited_for() -> None:
+    # Depth 0 at 2 s with one job still running: the drain is over (a job can be a call that
+    # lasts minutes), and the running job is reported beside it.
+    samples = series({"depth": [0, 6, 0], "active": [1, 1, 1], "completed": [0, 3, 8]})
+    assert not keep_draining(samples, load_stopped_s=1.0, now_s=2.0, max_drain_s=30)
     result = drain(samples, load_stopped_s=1.0)
-    assert result is not None
-    assert (result.backlog_at_stop, result.drained_after_s, result.remaining) == (7, 2.0, 0)
-    held = drain(samples[:3], load_stopped_s=1.0)
-    assert held is not None and not held.drained
-    assert (held.remaining, held.remaining_running) == (1, 1)
-    assert unfinished({"depth": 2, "active": 3}) == 5
-    assert unfinished({"depth": 2}) == 2  # a source that does not read active
-    assert unfinished({"active": 3}) is None
+    assert result is not None and result.drained
+    assert (result.backlog_at_stop, result.drained_after_s, result.still_running) == (6, 1.0, 1)
+    no_active = drain(series({"depth": [3, 0]}), load_stopped_s=0.0)
+    assert no_active is not None and no_active.still_running is None
 
 
 def test_a_stalled_consumer_is_found_one_window_after_it_stops() -> None:

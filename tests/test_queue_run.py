@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from loadkit.core.queue_report import QueueDrain
 from loadkit.observe.queue_metrics import Sample, worst_stall
 from loadkit.observe.queue_run import (
     describe_stall,
@@ -17,7 +16,7 @@ from loadkit.observe.queue_run import (
     stall_explanations,
 )
 from loadkit.observe.queue_sources import DEPTH_MEANING
-from loadkit.results.queue_section import drain_text, queue_to_dict, render_queue
+from loadkit.results.queue_section import queue_to_dict, render_queue
 
 
 def bull(t_s: float, overdue: int, waiting: int = 0, completed: int = 0, **more: int) -> Sample:
@@ -114,15 +113,12 @@ def test_report_splits_the_load_from_the_drain() -> None:
         "    processing rate: 5.571/s (39 jobs completed, 0 failed during the run, "
         "from `completed`)"
     ) in lines
-    assert (
-        "    drain: 9 jobs due or running when the load stopped; drained after 2 s (bound 30 s)"
-        in lines
-    )
+    assert "    drain: 9 jobs due when the load stopped; drained after 2 s (bound 30 s)" in lines
     assert "    1 readings failed" in lines
     data = json.loads(json.dumps(queue_to_dict(report)))
     assert data["drain"] == {
         "max_s": 30, "backlog_at_stop": 9, "drained_after_s": 2, "remaining": 0,
-        "remaining_running": 0, "skipped": "", "drained": True,
+        "still_running": 0, "skipped": "", "drained": True,
     }  # fmt: skip
     assert data["depth_meaning"] == DEPTH_MEANING and data["version"] == "bullmq:6.7.6"
 
@@ -139,8 +135,7 @@ def test_report_of_a_backlog_that_did_not_drain_a_pause_and_a_stall() -> None:
     assert report.stall is not None and report.stall.startswith("stalled consumer: 15 jobs")
     text = "\n".join(render_queue(report))
     assert (
-        "drain: 20 jobs due or running when the load stopped; "
-        "✗ NOT drained within 2 s: 20 still due, 0 running" in text
+        "drain: 20 jobs due when the load stopped; ✗ NOT drained within 2 s: 20 still due" in text
     )
     assert "PAUSED: the queue was paused" in text
     assert "✗ stalled consumer: 15 jobs due and not processed (15 overdue, 0 waiting)" in text
@@ -176,21 +171,19 @@ def test_each_source_says_what_its_depth_counts() -> None:
     assert depth_meaning_of(object()) == DEPTH_MEANING
 
 
-def test_jobs_still_running_at_the_bound_are_told_apart_from_due_work() -> None:
-    # Long jobs (calls that last minutes): nothing is due after 2 s, but 3 are still running
-    # when the 3 s bound is reached.
-    long_jobs = [bull(t, max(0, 4 - 2 * t), completed=10 + t, active=3) for t in range(6)]
+def test_jobs_still_running_are_reported_and_not_waited_for() -> None:
+    # Long jobs (calls that last minutes): nothing is due from 2 s on, 3 are still running. The
+    # drain ends at the first reading with nothing due and says what workers still held.
+    long_jobs = [bull(t, max(0, 4 - 2 * t), completed=10 + t, active=3) for t in range(3)]
     report = queue_report(
         long_jobs, source="s", depth_meaning=DEPTH_MEANING, failed_samples=0,
-        load_ended_s=1, drain_max_s=3, stall_window_s=5,
+        load_ended_s=1, drain_max_s=30, stall_window_s=5,
     )  # fmt: skip
-    assert report.drain is not None and not report.drain.drained
-    assert (report.drain.backlog_at_stop, report.drain.remaining) == (5, 3)
-    assert report.drain.remaining_running == 3
-    text = "\n".join(render_queue(report))
+    assert report.drain is not None and report.drain.drained
+    assert (report.drain.backlog_at_stop, report.drain.drained_after_s) == (2, 1)
+    assert report.drain.still_running == 3
     assert (
-        "drain: 5 jobs due or running when the load stopped; "
-        "✗ NOT drained within 3 s: 0 still due, 3 running" in text
-    )
-    no_active = QueueDrain(max_s=3, backlog_at_stop=5, drained_after_s=None, remaining=4)
-    assert drain_text(no_active).endswith("✗ NOT drained within 3 s: 4 still due or running")
+        "    drain: 2 jobs due when the load stopped; drained after 1 s (bound 30 s); "
+        "3 jobs still running (not waited for)"
+    ) in render_queue(report)
+    assert queue_to_dict(report)["drain"]["still_running"] == 3

@@ -14,24 +14,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class QueueDrain:
-    """The unfinished work after the load stopped, followed for at most ``max_s`` seconds.
-
-    Unfinished is the depth (due jobs no worker has) plus the jobs workers hold (``active``,
-    where the source reads it): a job a worker still holds is not done, and the run's job count
-    is read at the end of the drain."""
+    """The due backlog after the load stopped, followed for at most ``max_s`` seconds."""
 
     max_s: float
     """The bound (``LOADKIT_QUEUE_DRAIN_MAX_S``)."""
     backlog_at_stop: float
-    """Unfinished jobs in the reading taken when the load stopped."""
+    """Depth (due jobs not being processed) in the reading taken when the load stopped."""
     drained_after_s: float | None
-    """Seconds from the end of the load to the first reading with none unfinished (0: none
-    was); None when the backlog did not drain within the bound."""
+    """Seconds from the end of the load to the first reading with depth 0 (0: nothing was due);
+    None when the backlog did not drain within the bound."""
     remaining: float
-    """Unfinished jobs at the last reading: still due or running when the kit stopped
-    watching."""
-    remaining_running: float | None = None
-    """Of ``remaining``, the jobs workers held (None: the source does not read ``active``)."""
+    """Depth at the last reading: what was still due when the kit stopped watching."""
+    still_running: float | None = None
+    """Jobs workers held at the last reading, not waited for (None: the source does not read
+    ``active``): the run's job count plus these is what the queue ends with."""
     skipped: str = ""
     """Why the drain was not followed (e.g. the run was interrupted); empty when it was."""
 

@@ -26,7 +26,7 @@ Sample = tuple[float, Mapping[str, float]]
 COMPLETED_FIELDS: Final = ("completed_total", "completed")
 FAILED_FIELDS: Final = ("failed_total", "failed")
 DEPTH: Final = "depth"
-#: Jobs a worker has taken and not finished: part of the drain, not of the depth.
+#: Jobs a worker has taken and not finished: not due work, so not part of the depth.
 ACTIVE: Final = "active"
 
 
@@ -96,33 +96,22 @@ def run_jobs(
     )
 
 
-def unfinished(reading: Mapping[str, float], field: str = DEPTH) -> float | None:
-    """Work still to finish: ``field`` (the due jobs no worker has) plus the ``active`` jobs when
-    the reading has them; None when it lacks ``field``.
-
-    The drain follows this sum, not the depth alone: at the reading that first shows depth 0, a
-    worker may still hold the last jobs, and a job count read there would miss them.
-    """
-    if field not in reading:
-        return None
-    return reading[field] + reading.get(ACTIVE, 0)
-
-
 @dataclass(frozen=True)
 class Drain:
-    """How the unfinished work (:func:`unfinished`) went down after the load stopped."""
+    """How the backlog went down after the load stopped."""
 
     backlog_at_stop: float
-    """Unfinished work at the last sample taken at or before the stop (the first after it if
-    none)."""
+    """``depth`` at the last sample taken at or before the stop (the first after it if none)."""
     drained_after_s: float | None
-    """Seconds from the stop to the first sample with no unfinished work; None if none came. The
-    queue emptied at most one sampling interval before that."""
+    """Seconds from the stop to the first sample with ``depth`` 0; None if none came. The queue
+    emptied at most one sampling interval before that."""
     remaining: float
-    """Unfinished work at the last sample: still due or running when sampling ended."""
-    remaining_running: float | None = None
-    """Of ``remaining``, the jobs a worker held (None: the source does not read ``active``):
-    long jobs still running are not the same news as due work nobody took."""
+    """``depth`` at the last sample: what was still due and unprocessed when sampling ended."""
+    still_running: float | None = None
+    """``active`` at the last sample: jobs workers held when sampling ended (None: the source
+    does not read it). Not waited for: on a calling platform a job can be a call that lasts
+    minutes, and the verdict would wait out the bound on every run. Reported, so the run's job
+    count plus these is what the queue ends with."""
 
     @property
     def drained(self) -> bool:
@@ -131,11 +120,7 @@ class Drain:
 
 def drain(samples: Sequence[Sample], load_stopped_s: float, field: str = DEPTH) -> Drain | None:
     """The drain after ``load_stopped_s``; None when no sample has ``field``."""
-    series = [
-        (t_s, value)
-        for t_s, reading in samples
-        if (value := unfinished(reading, field)) is not None
-    ]
+    series = [(t_s, reading[field]) for t_s, reading in samples if field in reading]
     if not series:
         return None
     before = [value for t_s, value in series if t_s <= load_stopped_s]
@@ -146,8 +131,8 @@ def drain(samples: Sequence[Sample], load_stopped_s: float, field: str = DEPTH) 
     else:
         first_empty = next((t_s for t_s, value in after if value == 0), None)
         drained_after_s = None if first_empty is None else first_empty - load_stopped_s
-    last_reading = next(reading for _, reading in reversed(samples) if field in reading)
-    return Drain(backlog, drained_after_s, series[-1][1], last_reading.get(ACTIVE))
+    last = next(reading for _, reading in reversed(samples) if field in reading)
+    return Drain(backlog, drained_after_s, series[-1][1], last.get(ACTIVE))
 
 
 def keep_draining(
@@ -157,14 +142,13 @@ def keep_draining(
     max_drain_s: float,
     field: str = DEPTH,
 ) -> bool:
-    """Whether a sampler should go on after the load stopped: the last reading still shows
-    unfinished work (due, or held by a worker) and the drain bound is not reached. No reading at
-    all (the source failed during the load and at its end, e.g. a rejected key): stop, there is
-    nothing known to follow, and waiting out the bound only delays the verdict by up to
-    ``max_drain_s``."""
+    """Whether a sampler should go on after the load stopped: the last reading still shows due
+    work and the drain bound is not reached. No reading at all (the source failed during the load
+    and at its end, e.g. a rejected key): stop, there is nothing known to follow, and waiting out
+    the bound only delays the verdict by up to ``max_drain_s``."""
     if now_s - load_stopped_s >= max_drain_s:
         return False
-    values = [value for _, reading in samples if (value := unfinished(reading, field)) is not None]
+    values = [reading[field] for _, reading in samples if field in reading]
     return bool(values) and values[-1] > 0
 
 

@@ -159,6 +159,6 @@ def _drain(
         backlog_at_stop=result.backlog_at_stop,
         drained_after_s=result.drained_after_s,
         remaining=result.remaining,
-        remaining_running=result.remaining_running,
+        still_running=result.still_running,
         skipped=skipped,
     )

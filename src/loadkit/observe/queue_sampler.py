@@ -151,8 +151,8 @@ class QueueSampler:
         self.load_ended_s = self.elapsed_s() if not self._samples else self._samples[-1][0]
 
     def drain(self, max_drain_s: float, *, cut: Callable[[], bool] = lambda: False) -> None:
-        """After :meth:`end_of_load`: read every interval while work is still due or running, for
-        at most ``max_drain_s`` seconds from the end of the load, or until ``cut()`` says stop."""
+        """After :meth:`end_of_load`: read every interval while work is still due, for at most
+        ``max_drain_s`` seconds from the end of the load, or until ``cut()`` says stop."""
         ended_s = self.load_ended_s
         if ended_s is None:
             return

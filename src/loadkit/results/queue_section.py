@@ -67,26 +67,29 @@ def _jobs_line(report: QueueReport) -> str:
 
 
 def drain_text(drain: QueueDrain) -> str:
-    """``drain: 40 jobs due or running when the load stopped; drained after 4.2 s (bound 30 s)``."""
-    backlog = f"{format_number(drain.backlog_at_stop)} jobs due or running when the load stopped"
+    """``drain: 40 jobs due when the load stopped; drained after 4.2 s (bound 30 s)``, and
+    ``; 3 jobs still running`` when workers held jobs at the last reading."""
+    return f"drain: {_drain_outcome(drain)}{_running(drain)}"
+
+
+def _drain_outcome(drain: QueueDrain) -> str:
+    backlog = f"{format_number(drain.backlog_at_stop)} jobs due when the load stopped"
     if drain.skipped:
-        return f"drain: {backlog}; not followed: {drain.skipped}"
+        return f"{backlog}; not followed: {drain.skipped}"
     bound = format_number(drain.max_s)
     if drain.drained_after_s is not None:
         if drain.drained_after_s == 0:
-            return f"drain: {backlog}: nothing to drain"
+            return f"{backlog}: nothing to drain"
         after = format_number(round(drain.drained_after_s, 1))
-        return f"drain: {backlog}; drained after {after} s (bound {bound} s)"
-    return f"drain: {backlog}; ✗ NOT drained within {bound} s: {_remaining_text(drain)}"
+        return f"{backlog}; drained after {after} s (bound {bound} s)"
+    remaining = format_number(drain.remaining)
+    return f"{backlog}; ✗ NOT drained within {bound} s: {remaining} still due"
 
 
-def _remaining_text(drain: QueueDrain) -> str:
-    """``12 still due or running``, split where the source read the running jobs:
-    ``0 still due, 3 running`` (long jobs, not a stuck queue)."""
-    if drain.remaining_running is None:
-        return f"{format_number(drain.remaining)} still due or running"
-    due = format_number(drain.remaining - drain.remaining_running)
-    return f"{due} still due, {format_number(drain.remaining_running)} running"
+def _running(drain: QueueDrain) -> str:
+    if not drain.still_running:
+        return ""
+    return f"; {format_number(drain.still_running)} jobs still running (not waited for)"
 
 
 def queue_to_dict(report: QueueReport | None) -> dict[str, Any] | None:

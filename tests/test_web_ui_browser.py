@@ -191,9 +191,15 @@ def test_profiles_live_then_final_stop_early_two_runs_kept_and_a_refused_start(
         if os.environ.get("LOADKIT_UPDATE_SCREENSHOT") == "1":
             README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, README_SCREENSHOT)
+        # The tab re-renders each second, but a link stays the node it was: one swapped between
+        # mouse-down and mouse-up loses the click, and the file would not open.
+        link = first_row.get_by_role("link", name="verdict.json")
+        shown = link.element_handle()
+        page.wait_for_timeout(2500)
+        assert shown.evaluate("node => node.isConnected"), "the runs table was rebuilt"
         # The first run's files are untouched, and its link serves them.
         with page.context.expect_page() as opened:
-            first_row.get_by_role("link", name="verdict.json").click()
+            link.click()
         served = opened.value
         served.wait_for_load_state()
         assert json.loads(served.locator("body").inner_text()) == first

@@ -43,6 +43,19 @@
     return Number(value).toLocaleString("en");
   }
 
+  // Shows `children` in `parent`, keeping each node already there that equals its replacement.
+  // The UI re-renders once a second; a link swapped for an equal one between a user's mouse-down
+  // and mouse-up loses the click, so the runs table's links would open nothing now and then.
+  function update(parent, children) {
+    var shown = parent.childNodes;
+    children.forEach(function (child, i) {
+      var old = shown[i];
+      if (!old) parent.appendChild(child);
+      else if (!old.isEqualNode(child)) parent.replaceChild(child, old);
+    });
+    while (shown.length > children.length) parent.removeChild(parent.lastChild);
+  }
+
   function currentTab() {
     return new URLSearchParams(window.location.search).get("tab");
   }
@@ -136,7 +149,7 @@
       var text = fact[0] && fact[0] !== "run" && fact[0] !== "verdict" ? fact[0] + ": " + fact[1] : fact[1];
       children.push(el("span", { class: "lk-line " + fact[2], text: text }));
     });
-    strip.replaceChildren.apply(strip, children);
+    update(strip, children);
   }
 
   // -- the Baseline tab ---------------------------------------------------------------------------
@@ -186,7 +199,7 @@
     }
     parts.push(el("h3", { text: "Runs of this session" }));
     parts.push(runsTable(state.runs));
-    panel.replaceChildren.apply(panel, parts);
+    update(panel, parts);
   }
 
   function criteriaTable(rows) {
@@ -265,7 +278,7 @@
         "and its users only host the rate."
       );
     }
-    help.replaceChildren.apply(help, lines.map(function (line) { return el("p", { text: line }); }));
+    update(help, lines.map(function (line) { return el("p", { text: line }); }));
   }
 
   // -- the loop -----------------------------------------------------------------------------------

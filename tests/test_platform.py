@@ -9,6 +9,7 @@ see each other's calls.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import os
 import random
@@ -483,28 +484,55 @@ def test_dashboard_accepts_unencoded_plus_offset(
 
 
 def test_dashboard_sums_counters_not_calls() -> None:
-    """200k calls in the store: a year-long query still answers in milliseconds."""
-    store = st.CallStore()
-    rng = random.Random(1)
+    """A year-long query costs the same over 200k calls as over 2k: it reads counters per day.
+
+    Timed as a ratio of two stores on the same host (best of 5, GC off), not against a wall-clock
+    bound, so a busy neighbour or a collection cannot fail it; a scan of the calls would be ~100x.
+    """
     first_day = date(2030, 1, 1)
-    statuses = (st.COMPLETED, st.NO_ANSWER, st.BUSY, st.FAILED, st.SCHEDULED)
-    for index in range(200_000):
-        day = first_day + timedelta(days=rng.randrange(365))
-        when = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        status = statuses[index % 5]
-        store.add(
-            st.Call(str(index), "+14155550123", f"c{index % 7}", when, day.toordinal(), status)
-        )
-    started_s = time.perf_counter()
-    totals = store.dashboard(first_day, first_day + timedelta(days=365), None)
-    one_campaign = store.dashboard(first_day, first_day + timedelta(days=365), "c3")
-    elapsed_s = time.perf_counter() - started_s
+    year = (first_day, first_day + timedelta(days=365))
+    big, small = _year_of_calls(200_000), _year_of_calls(2_000)
+    totals = big.dashboard(*year, None)
+    one_campaign = big.dashboard(*year, "c3")
     assert totals.total_calls == 200_000
     assert totals.by_status[st.COMPLETED] == 40_000
     assert totals.success_rate == pytest.approx(0.25)
     assert one_campaign.total_calls == sum(1 for i in range(200_000) if i % 7 == 3)
     assert len(totals.by_day) == 366
-    assert elapsed_s < 0.05, f"two dashboard queries took {elapsed_s * 1000:.1f} ms"
+    assert small.dashboard(*year, None).total_calls == 2_000
+
+    def best_of_5(store: st.CallStore) -> float:
+        timings = []
+        for _ in range(5):
+            started_s = time.perf_counter()
+            store.dashboard(*year, None)
+            store.dashboard(*year, "c3")
+            timings.append(time.perf_counter() - started_s)
+        return min(timings)
+
+    gc.disable()
+    try:
+        big_s, small_s = best_of_5(big), best_of_5(small)
+    finally:
+        gc.enable()
+    assert big_s < 3 * small_s, (
+        f"200k calls: {big_s * 1e3:.2f} ms, 2k calls: {small_s * 1e3:.2f} ms"
+    )
+
+
+def _year_of_calls(count: int) -> st.CallStore:
+    """``count`` calls over 2030, five statuses in turn, seven campaigns."""
+    store = st.CallStore()
+    rng = random.Random(1)
+    statuses = (st.COMPLETED, st.NO_ANSWER, st.BUSY, st.FAILED, st.SCHEDULED)
+    for index in range(count):
+        day = date(2030, 1, 1) + timedelta(days=rng.randrange(365))
+        when = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        status = statuses[index % 5]
+        store.add(
+            st.Call(str(index), "+14155550123", f"c{index % 7}", when, day.toordinal(), status)
+        )
+    return store
 
 
 def test_status_change_moves_counts_between_statuses() -> None:

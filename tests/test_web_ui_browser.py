@@ -173,6 +173,15 @@ def test_profiles_live_then_final_stop_early_two_runs_kept_and_a_refused_start(
         page.get_by_role("button", name="Start").click()
         assert "PASSED" not in browser.strip()  # the smoke's verdict is gone at once
         browser.wait_phase("#loadkit-status", "running")
+        # The smoke's file link, taken while the spike's own row of the same table changes each
+        # poll (files appear, then its state): it must stay the node it is now, since one swapped
+        # between mouse-down and mouse-up loses the click and the file would not open.
+        page.get_by_role("tab", name="Baseline").click()
+        runs = page.locator("#loadkit-baseline .lk-runs tbody tr")
+        wait_for(lambda: runs.count() == 2, what="the spike listed beside the smoke")
+        first_row = page.locator("#loadkit-baseline tr[data-run='1-smoke']")
+        link = first_row.get_by_role("link", name="verdict.json")
+        shown = link.element_handle()
         page.wait_for_timeout(4000)
         page.get_by_role("button", name="Stop").click()
         browser.wait_phase("#loadkit-status", "final")
@@ -180,9 +189,6 @@ def test_profiles_live_then_final_stop_early_two_runs_kept_and_a_refused_start(
         assert "stopped early: stopped from the web UI at" in strip, strip
         assert "STOPPED EARLY" in strip, strip
         page.get_by_role("tab", name="Baseline").click()
-        runs = page.locator("#loadkit-baseline .lk-runs tbody tr")
-        wait_for(lambda: runs.count() == 2, what="two runs listed")
-        first_row = page.locator("#loadkit-baseline tr[data-run='1-smoke']")
         assert "complete" in first_row.inner_text() and "PASSED" in first_row.inner_text()
         spike_row = page.locator("#loadkit-baseline tr[data-run='2-spike']").inner_text()
         assert "stopped early" in spike_row
@@ -191,12 +197,7 @@ def test_profiles_live_then_final_stop_early_two_runs_kept_and_a_refused_start(
         if os.environ.get("LOADKIT_UPDATE_SCREENSHOT") == "1":
             README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, README_SCREENSHOT)
-        # The tab re-renders each second, but a link stays the node it was: one swapped between
-        # mouse-down and mouse-up loses the click, and the file would not open.
-        link = first_row.get_by_role("link", name="verdict.json")
-        shown = link.element_handle()
-        page.wait_for_timeout(2500)
-        assert shown.evaluate("node => node.isConnected"), "the runs table was rebuilt"
+        assert shown.evaluate("node => node.isConnected"), "the smoke's link was rebuilt"
         # The first run's files are untouched, and its link serves them.
         with page.context.expect_page() as opened:
             link.click()

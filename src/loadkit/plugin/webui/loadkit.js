@@ -43,15 +43,20 @@
     return Number(value).toLocaleString("en");
   }
 
-  // Shows `children` in `parent`, keeping each node already there that equals its replacement.
+  // Shows `children` in `parent`, keeping each node already there that equals its replacement,
+  // down to the cell: a node with the same tag and attributes keeps itself and updates inside.
   // The UI re-renders once a second; a link swapped for an equal one between a user's mouse-down
-  // and mouse-up loses the click, so the runs table's links would open nothing now and then.
+  // and mouse-up loses the click, so a run's file links would open nothing now and then (even
+  // while the run in progress changes its own row of the same table).
   function update(parent, children) {
     var shown = parent.childNodes;
     children.forEach(function (child, i) {
       var old = shown[i];
       if (!old) parent.appendChild(child);
-      else if (!old.isEqualNode(child)) parent.replaceChild(child, old);
+      else if (old.isEqualNode(child)) return;
+      else if (old.nodeType === 1 && old.cloneNode(false).isEqualNode(child.cloneNode(false))) {
+        update(old, Array.prototype.slice.call(child.childNodes));
+      } else parent.replaceChild(child, old);
     });
     while (shown.length > children.length) parent.removeChild(parent.lastChild);
   }

@@ -132,7 +132,7 @@ def drain(samples: Sequence[Sample], load_stopped_s: float, field: str = DEPTH) 
         first_empty = next((t_s for t_s, value in after if value == 0), None)
         drained_after_s = None if first_empty is None else first_empty - load_stopped_s
     last = next(reading for _, reading in reversed(samples) if field in reading)
-    return Drain(backlog, drained_after_s, series[-1][1], last.get(ACTIVE))
+    return Drain(backlog, drained_after_s, last[field], last.get(ACTIVE))
 
 
 def keep_draining(

@@ -68,7 +68,7 @@ def _jobs_line(report: QueueReport) -> str:
 
 def drain_text(drain: QueueDrain) -> str:
     """``drain: 40 jobs due when the load stopped; drained after 4.2 s (bound 30 s)``, and
-    ``; 3 jobs still running`` when workers held jobs at the last reading."""
+    ``; 3 jobs still running (not waited for)`` when workers held jobs at the last reading."""
     return f"drain: {_drain_outcome(drain)}{_running(drain)}"
 
 
